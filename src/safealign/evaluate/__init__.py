@@ -1,0 +1,1 @@
+"""Evaluation: an evaluation is prompts × generator × judge × metric, each swappable by name."""

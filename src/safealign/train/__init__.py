@@ -1,0 +1,1 @@
+"""Training stages: safety SFT (TRL), reward models, the gated reward, rejection sampling, PPO, distillation."""

@@ -1,0 +1,102 @@
+"""The recipe runner: stages cached by hash, resume after a crash, bad input leaves the run directory alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import write_jsonl
+from safealign.config import load_config
+from safealign.errors import SafealignError
+from safealign.pipeline import run_pipeline
+
+
+def _cfg(tiny_model_dir, tiny_datasets, data_file, *extra):
+    return load_config(None, [
+        f"model={tiny_model_dir}", f"datasets_dir={tiny_datasets}", "data.use_seed=false",
+        f"data.extra_files=[{data_file}]", "data.dev_fraction=0.3", "eval.judge=refusal-rules",
+        "eval.max_new_tokens=4", "eval.sets={xstest_safe: null, xstest_unsafe: null, advbench: null}",
+        "sft.epochs=1", "sft.batch_size=4", "device=cpu", *extra])
+
+
+def _snapshot(run_dir):
+    return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_run_writes_contract_and_skips_finished_stages(tiny_model_dir, tiny_datasets, tmp_path, example_rows):
+    data = write_jsonl(tmp_path / "train.jsonl", example_rows)
+    run_dir = tmp_path / "run"
+    cfg = _cfg(tiny_model_dir, tiny_datasets, data)
+    result = run_pipeline(cfg, run_dir, progress_log=lambda _: None)
+    for stage in ("data", "base_eval", "sft", "final_eval"):
+        manifest = json.loads((run_dir / stage / "manifest.json").read_text())
+        assert manifest["status"] == "complete" and manifest["hash"] and manifest["seconds"] >= 0
+    assert (run_dir / "final" / "model.safetensors").exists()
+    assert (run_dir / "report.html").exists() and "Violation rate" in (run_dir / "report.md").read_text()
+    assert "config hash" in (run_dir / "config.yaml").read_text()
+    head = result["stages"]["final_eval"]["headline"]
+    assert head["violation_rate_core"]["n"] == 4  # 2 XSTest unsafe + 2 AdvBench
+    assert not list(run_dir.glob(".*.tmp"))
+
+    before = _snapshot(run_dir)
+    run_pipeline(cfg, run_dir, progress_log=lambda _: None)
+    after = _snapshot(run_dir)
+    for stage in ("data", "base_eval", "sft", "final_eval"):
+        assert after[f"{stage}/manifest.json"] == before[f"{stage}/manifest.json"], f"{stage} was re-run"
+
+    changed = _cfg(tiny_model_dir, tiny_datasets, data, "sft.learning_rate=1e-3")
+    run_pipeline(changed, run_dir, progress_log=lambda _: None)
+    again = _snapshot(run_dir)
+    assert again["base_eval/manifest.json"] == before["base_eval/manifest.json"]
+    assert again["sft/manifest.json"] != before["sft/manifest.json"]
+    assert again["final_eval/manifest.json"] != before["final_eval/manifest.json"]
+
+
+def test_crash_mid_stage_leaves_no_half_stage_and_resumes(tiny_model_dir, tiny_datasets, tmp_path, example_rows,
+                                                          monkeypatch):
+    data = write_jsonl(tmp_path / "train.jsonl", example_rows)
+    run_dir = tmp_path / "run"
+    cfg = _cfg(tiny_model_dir, tiny_datasets, data)
+    import safealign.train.sft as sft
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed mid-training")
+
+    monkeypatch.setattr(sft, "train_sft", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(cfg, run_dir, progress_log=lambda _: None)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["base_eval", "config.yaml", "data"]
+    base = (run_dir / "base_eval" / "manifest.json").stat().st_mtime_ns
+    monkeypatch.undo()
+    run_pipeline(cfg, run_dir, progress_log=lambda _: None)
+    assert (run_dir / "base_eval" / "manifest.json").stat().st_mtime_ns == base
+    assert (run_dir / "final" / "model.safetensors").exists()
+
+
+def test_bad_input_leaves_run_directory_as_it_was(tiny_model_dir, tiny_datasets, tmp_path, example_rows):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("old: config\n")
+    before = _snapshot(run_dir)
+    bad_rows = [dict(r) for r in example_rows]
+    bad_rows[4]["attack_vector"] = "mind_control"
+    bad = write_jsonl(tmp_path / "bad.jsonl", bad_rows)
+    with pytest.raises(SafealignError, match=r"bad\.jsonl:line 5 \(id=a2\): unknown attack vector"):
+        run_pipeline(_cfg(tiny_model_dir, tiny_datasets, bad), run_dir, progress_log=lambda _: None)
+    good = write_jsonl(tmp_path / "good.jsonl", example_rows)
+    with pytest.raises(SafealignError, match="datasets folder not found"):
+        run_pipeline(_cfg(tiny_model_dir, tmp_path / "missing", good), run_dir, progress_log=lambda _: None)
+    assert _snapshot(run_dir) == before and (run_dir / "config.yaml").read_text() == "old: config\n"
+
+
+def test_cli_reports_errors_on_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "safealign.cli", "run", "--config", str(tmp_path / "nope.yaml")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.yaml'}: config file not found"]
+    help_ = subprocess.run([sys.executable, "-m", "safealign.cli", "--help"], capture_output=True, text=True,
+                           timeout=120)
+    assert help_.returncode == 0 and "run" in help_.stdout and "chat" in help_.stdout

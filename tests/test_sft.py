@@ -1,0 +1,51 @@
+"""Safety SFT through TRL: completion-only loss, the safety mix, LoRA merged on export."""
+
+from __future__ import annotations
+
+import pytest
+
+from safealign.data.records import Example
+from safealign.models import load_model
+from safealign.train.sft import SFTStageConfig, mix_examples, sft_config, to_prompt_completion, train_sft
+
+
+def _examples(n: int = 8) -> list[Example]:
+    out = []
+    for i in range(n):
+        out.append(Example(id=f"a{i}", kind="adversarial", prompt=f"how to rob bank {i}",
+                           response="I can't help with that.", category="illicit_criminal", attack_vector="direct"))
+        out.append(Example(id=f"b{i}", kind="benign", prompt=f"bread recipe {i}", response="Mix flour and water."))
+    return out
+
+
+def test_mix_keeps_all_benign_and_a_fraction_of_safety():
+    ex = _examples(10)
+    for frac, n_adv in [(0.0, 0), (0.3, 3), (1.0, 10)]:
+        mixed = mix_examples(ex, frac)
+        assert sum(e.is_safety for e in mixed) == n_adv and sum(not e.is_safety for e in mixed) == 10
+    assert [e.id for e in mix_examples(ex, 0.5, seed=1)] == [e.id for e in mix_examples(ex, 0.5, seed=1)]
+    with pytest.raises(ValueError):
+        mix_examples(ex, 1.5)
+
+
+def test_prompt_completion_records_and_cpu_config(tmp_path):
+    rows = to_prompt_completion(_examples(1), system_prompt="Be safe.")
+    assert rows[0]["prompt"][0] == {"role": "system", "content": "Be safe."}
+    assert rows[0]["completion"] == [{"role": "assistant", "content": "I can't help with that."}]
+    args = sft_config(SFTStageConfig(device="cpu"), tmp_path, 16)
+    # the CPU trap: TRL defaults to bf16 + gradient checkpointing, ~18x slower on these CPUs
+    assert not args.bf16 and not args.gradient_checkpointing and args.completion_only_loss
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_sft_learns_and_exports_a_plain_model(tiny_model, tmp_path, lora):
+    model, tok = tiny_model
+    cfg = SFTStageConfig(lora=lora, epochs=6, batch_size=8, learning_rate=3e-2 if lora else 1e-2,
+                         logging_steps=1, device="cpu")
+    metrics = train_sft("unused", _examples(), tmp_path / "out", cfg, model=model, tokenizer=tok)
+    # a 2-layer, 32-wide random model with a tied head moves slowly under LoRA; full FT memorises
+    drop = 0.1 if lora else 0.3 * metrics["first_logged_loss"]
+    assert metrics["last_logged_loss"] < metrics["first_logged_loss"] - drop
+    exported, _ = load_model(str(tmp_path / "out"))
+    assert not any("lora" in n for n, _ in exported.named_parameters())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
