@@ -19,7 +19,7 @@ def _cfg(tiny_model_dir, tiny_datasets, data_file, *extra):
         f"model={tiny_model_dir}", f"datasets_dir={tiny_datasets}", "data.use_seed=false",
         f"data.extra_files=[{data_file}]", "data.dev_fraction=0.3", "eval.judge=refusal-rules",
         "eval.max_new_tokens=4", "eval.sets={xstest_safe: null, xstest_unsafe: null, advbench: null}",
-        "sft.epochs=1", "sft.batch_size=4", "device=cpu", *extra])
+        "sft.epochs=1", "sft.batch_size=4", "device=cpu", "stages.reward_models=false", *extra])
 
 
 def _snapshot(run_dir):
@@ -53,6 +53,38 @@ def test_run_writes_contract_and_skips_finished_stages(tiny_model_dir, tiny_data
     assert again["base_eval/manifest.json"] == before["base_eval/manifest.json"]
     assert again["sft/manifest.json"] != before["sft/manifest.json"]
     assert again["final_eval/manifest.json"] != before["final_eval/manifest.json"]
+
+
+def test_rlhf_stages_on_a_tiny_model(tiny_model_dir, tiny_datasets, tmp_path, example_rows):
+    data = write_jsonl(tmp_path / "train.jsonl", example_rows)
+    run_dir = tmp_path / "run"
+    cfg = _cfg(tiny_model_dir, tiny_datasets, data, "stages.reward_models=true", "stages.base_eval=false",
+               "stages.final_eval=false", "preferences.judge=refusal-rules", "preferences.n_prompts=8",
+               "preferences.n_dev_prompts=4", "preferences.max_new_tokens=6", "reward_models.hh_eval_pairs=0",
+               "reward_models.safety.trainable_layers=-1", "reward_models.helpfulness.lora=true",
+               "reward_models.helpfulness.trainable_layers=1", "rlhf.heldout_prompts=4",
+               "rlhf.rejection_sampling.max_prompts=4", "rlhf.rejection_sampling.k=2",
+               "rlhf.rejection_sampling.max_new_tokens=4", "rlhf.rejection_sampling.sft.epochs=1",
+               "rlhf.ppo.steps=1", "rlhf.ppo.batch_size=4", "rlhf.ppo.mini_batch_size=2",
+               "rlhf.ppo.micro_batch_size=2", "rlhf.ppo.max_new_tokens=4", "rlhf.ppo.eval_every=1",
+               "stage_eval.max_new_tokens=4", "stage_eval.sets={xstest_safe: 1}")
+    result = run_pipeline(cfg, run_dir, progress_log=lambda _: None)
+    for stage in ("sft_eval", "rejection_sampling", "rejection_sampling_eval", "ppo", "ppo_eval"):
+        assert json.loads((run_dir / stage / "manifest.json").read_text())["status"] == "complete", stage
+    assert "mean_gated" in result["stages"]["ppo_eval"]["reward"]
+    assert (run_dir / "final" / "SOURCE").read_text().strip() == json.loads(
+        (run_dir / "ppo" / "manifest.json").read_text())["hash"]
+    assert not (run_dir / ".work").exists() or not any((run_dir / ".work").iterdir())
+    prefs = result["stages"]["preferences"]
+    assert prefs["train"]["prompts"] == 8 and prefs["train"]["pairs"] > 0
+    assert (run_dir / "reward_models" / "safety_rm" / "model.safetensors").exists()
+    assert (run_dir / "reward_models" / "helpfulness_rm" / "model.safetensors").exists()
+    rm_eval = result["stages"]["rm_eval"]
+    assert set(rm_eval["accuracy"]) == {"safety_rm", "helpfulness_rm"} and "gate" in rm_eval
+    from safealign.data.preferences import load_pairs
+
+    pairs = load_pairs(run_dir / "preferences" / "train_pairs.jsonl")
+    assert all(p.rating and (p.chosen_safe is not False or p.rejected_safe is not True) for p in pairs)
 
 
 def test_crash_mid_stage_leaves_no_half_stage_and_resumes(tiny_model_dir, tiny_datasets, tmp_path, example_rows,

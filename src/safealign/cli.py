@@ -73,17 +73,57 @@ def chat(
         typer.echo(f"model> {rec.response}")
 
 
-def _mount_subcommands() -> None:
-    try:
-        from safealign.judges.cli import app as judge_app
-    except ImportError:
-        judge_app = None
-    if judge_app is not None:
-        app.add_typer(judge_app, name="judge", help="Judges: validate against human labels.")
-    try:
-        from safealign.audit.cli import audit_command
-    except ImportError:
+@app.command("eval-rm")
+def eval_rm(
+    run_dir: Annotated[Optional[Path], typer.Option("--run", help="A run directory with reward_models/ and preferences/")] = None,
+    safety_rm: Annotated[Optional[Path], typer.Option(help="Safety RM directory (default RUN/reward_models/safety_rm)")] = None,
+    helpfulness_rm: Annotated[Optional[Path], typer.Option(help="Helpfulness RM directory")] = None,
+    pairs: Annotated[Optional[Path], typer.Option(help="Dev pairs JSONL (default RUN/preferences/dev_pairs.jsonl)")] = None,
+    hh_pairs: Annotated[int, typer.Option(help="HH-RLHF test pairs per RM (0 = skip)")] = 200,
+    gate: Annotated[float, typer.Option(help="Safety gate threshold")] = 0.15,
+    datasets_dir: Annotated[Optional[Path], typer.Option(help="Public datasets folder")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+):
+    """Reward-model accuracy per rating level (Llama 2 Table 8), unsafe recall, and the safety gate."""
+    import json
+
+    from safealign.data.preferences import load_hh_rlhf, load_pairs
+    from safealign.evaluate.reward_models import evaluate_reward_models
+    from safealign.paths import dataset_file
+    from safealign.train.reward_model import RewardModel
+
+    if run_dir is None and (safety_rm is None or helpfulness_rm is None or pairs is None):
+        raise SafealignError("give --run RUN, or all of --safety-rm, --helpfulness-rm and --pairs")
+    safety_rm = safety_rm or run_dir / "reward_models" / "safety_rm"
+    helpfulness_rm = helpfulness_rm or run_dir / "reward_models" / "helpfulness_rm"
+    pairs = pairs or run_dir / "preferences" / "dev_pairs.jsonl"
+    for p in (safety_rm, helpfulness_rm):
+        if not (p / "config.json").exists():
+            raise SafealignError(f"{p}: reward model not found (run `safealign run` with stages.reward_models=true)")
+    hh_s = hh_h = []
+    if hh_pairs:
+        hh_s = load_hh_rlhf(dataset_file("hh_rlhf/harmless-base/test.jsonl.gz", datasets_dir), True, hh_pairs)
+        hh_h = load_hh_rlhf(dataset_file("hh_rlhf/helpful-base/test.jsonl.gz", datasets_dir), False, hh_pairs)
+    metrics, _ = evaluate_reward_models(RewardModel(safety_rm), RewardModel(helpfulness_rm), load_pairs(pairs),
+                                        hh_s, hh_h, gate)
+    if as_json:
+        typer.echo(json.dumps(metrics, indent=2))
         return
+    from safealign.report.build import fmt_rate
+
+    for rm, sets in metrics["accuracy"].items():
+        for name, table in sets.items():
+            typer.echo(f"{rm} on {name}: " + "; ".join(f"{k} {fmt_rate(v)}" for k, v in table.items()))
+    g = metrics["gate"]
+    typer.echo(f"gate < {gate}: precision {g['precision']:.3f}, recall {g['recall']:.3f} (Llama 2: 0.89 / 0.55)")
+    typer.echo(f"unsafe recall at σ < 0.5: {fmt_rate(metrics['unsafe_recall_at_0.5'])}")
+
+
+def _mount_subcommands() -> None:
+    from safealign.audit.cli import audit_command
+    from safealign.judges.cli import app as judge_app
+
+    app.add_typer(judge_app, name="judge", help="Judges: validate against human labels.")
     app.command("audit", help="Training-data safety audit: PII, representation, toxicity, languages.")(audit_command)
 
 

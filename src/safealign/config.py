@@ -14,6 +14,11 @@ import yaml
 
 from safealign.errors import SafealignError
 from safealign.evaluate.safety import SafetyEvalConfig
+from safealign.train.ppo import PPOStageConfig
+from safealign.train.preference_data import PreferenceDataConfig
+from safealign.train.rejection_sampling import RejectionSamplingConfig
+from safealign.train.rloo import RLOOStageConfig
+from safealign.train.reward_model import RewardModelsStageConfig
 from safealign.train.sft import SFTStageConfig
 
 
@@ -30,6 +35,17 @@ class DataConfig:
 
 
 @dataclass
+class RLHFConfig:
+    algorithm: str = "ppo"
+    """The on-policy step after rejection sampling: `ppo` (ours, with a critic) or `rloo` (TRL, critic-free)."""
+    heldout_prompts: int = 48
+    """Dev prompts whose mean gated reward drives early stopping and shows each stage's gain."""
+    rejection_sampling: RejectionSamplingConfig = field(default_factory=RejectionSamplingConfig)
+    ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
+    rloo: RLOOStageConfig = field(default_factory=RLOOStageConfig)
+
+
+@dataclass
 class RunConfig:
     name: str = "default"
     model: str = "embedded"
@@ -42,10 +58,21 @@ class RunConfig:
     policy: str | None = None
     """Path to a policy YAML; default: the policy shipped with safealign."""
     generation_backend: str = "transformers"
-    stages: dict[str, bool] = field(default_factory=lambda: {"base_eval": True, "sft": True, "final_eval": True})
+    stages: dict[str, bool] = field(default_factory=lambda: {
+        "base_eval": True, "sft": True, "reward_models": True, "rejection_sampling": True, "rl": True,
+        "stage_evals": True, "final_eval": True})
+    """Switch stages on or off. reward_models covers preference data, both RMs and their evaluation;
+    rejection_sampling and rl need the reward models; stage_evals measures each trained model on a small
+    set (the SFT → RS → PPO progression); final_eval runs the full safety evaluation on the final model."""
     data: DataConfig = field(default_factory=DataConfig)
     sft: SFTStageConfig = field(default_factory=SFTStageConfig)
+    preferences: PreferenceDataConfig = field(default_factory=PreferenceDataConfig)
+    reward_models: RewardModelsStageConfig = field(default_factory=RewardModelsStageConfig)
+    rlhf: RLHFConfig = field(default_factory=RLHFConfig)
     eval: SafetyEvalConfig = field(default_factory=SafetyEvalConfig)
+    stage_eval: SafetyEvalConfig = field(default_factory=lambda: SafetyEvalConfig(
+        sets={"xstest_safe": 100, "xstest_unsafe": 50, "advbench": 50}, max_new_tokens=48))
+    """The smaller evaluation run after each training stage (dev split + these sets)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -313,10 +313,18 @@ def make_corpus(
     identity_rate: float = 0.3,
     hard_negative_rate: float = 0.5,
     sources: tuple[str, ...] = ("web", "books", "forum"),
-    person_gazetteer: bool = True,
+    person_gazetteer: bool | None = None,
 ) -> SyntheticCorpus:
-    """`n_docs` records {"text", "source"} with the counts an exact audit must find."""
+    """`n_docs` records {"text", "source"} with the counts an exact audit must find.
+
+    `person_gazetteer`: also plant bare "First Last" names (not only "Dr. First Last"); None = when the
+    census name lists are installed, since without them only honorific forms can be found.
+    """
     from safealign.audit.config import PII_TYPES
+    from safealign.audit.pii import person_name_backend
+
+    if person_gazetteer is None:
+        person_gazetteer = person_name_backend() != "honorifics-only"
 
     r = random.Random(seed)
     corpus = SyntheticCorpus([])

