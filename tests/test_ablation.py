@@ -110,9 +110,19 @@ class ScriptedGenerator:
         return out
 
 
-def test_ablation_end_to_end_resumes_and_escapes(tiny_model_dir, tmp_path, monkeypatch):
+def test_ablation_end_to_end_resumes_and_escapes(tmp_path, monkeypatch):
     from safealign.judges import get_judge
     from safealign.train import sft
+
+    trained = []
+
+    def fake_train_sft(model_spec, examples, out_dir, cfg, **kw):
+        # what each model is trained on is the point here; real training is test_sft's and the CD test's job
+        trained.append((model_spec, sorted(e.id for e in examples), cfg.safety_fraction, cfg.epochs))
+        out_dir.mkdir(parents=True)
+        return {"steps": 1, "train_loss": 1.0}
+
+    monkeypatch.setattr(sft, "train_sft", fake_train_sft)
 
     run = tmp_path / "run"
     (run / "data").mkdir(parents=True)
@@ -125,11 +135,17 @@ def test_ablation_end_to_end_resumes_and_escapes(tiny_model_dir, tmp_path, monke
     (run / "data" / "dev.jsonl").write_text("".join(json.dumps(e.as_dict()) + "\n" for e in dev))
     cfg = SafetyFractionConfig(values=[0, 100], size="cpu", helpful_examples=4, safety_pool=4, eval_sets={},
                                judge="refusal-rules", sft=SFTStageConfig(epochs=1, batch_size=4, device="cpu"))
-    kw = {"model": str(tiny_model_dir), "run_dir": run, "device": "cpu", "safety_rm": FakeRM("s"),
+    kw = {"model": "base-model", "run_dir": run, "device": "cpu", "safety_rm": FakeRM("s"),
           "helpfulness_rm": FakeRM("h"), "judge": get_judge("refusal-rules"),
           "generator_factory": lambda spec: ScriptedGenerator()}
     out = ablate_safety_fraction(cfg, tmp_path / "abl", **kw)
     assert [(f["value"], f["n_safety"], f["n_helpful"]) for f in out["fractions"]] == [(0, 0, 4), (100, 4, 4)]
+    # every model starts from the same base, keeps the same helpful set, and gets every example it is given
+    assert [t[0] for t in trained] == ["base-model", "base-model"] and {t[2] for t in trained} == {1.0}
+    helpful = [i for i in trained[0][1] if i.startswith("b")]
+    assert trained[0][1] == helpful and len(helpful) == 4
+    assert [i for i in trained[1][1] if i.startswith("b")] == helpful
+    assert len([i for i in trained[1][1] if i.startswith("a")]) == 4
     f100 = out["fractions"][1]["heldout"]
     assert f100["adversarial"]["violation_rate"]["n"] == 1 and f100["adversarial"]["safety_rm"]["n"] == 1
     assert f100["borderline"]["false_refusal_rate"]["k"] == 1  # "I cannot" is a refusal

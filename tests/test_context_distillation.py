@@ -167,7 +167,7 @@ def test_stage_end_to_end_and_mode_comparison_shares_generation(tiny_model_dir, 
 
     cfg = ContextDistillationConfig(n_prompts=4, helpful_examples=3, max_new_tokens=6, eval_max_new_tokens=4,
                                     eval_sets={}, judge="refusal-rules",
-                                    sft=SFTStageConfig(epochs=1, batch_size=4, logging_steps=1, device="cpu"))
+                                    sft=SFTStageConfig(epochs=1, batch_size=8, logging_steps=1, device="cpu"))
     run = _run_dir(tmp_path)
     rm = FakeRM()
     results = compare_modes(cfg, str(tiny_model_dir), run, tmp_path / "cd", device="cpu", safety_rm=rm,

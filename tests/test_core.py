@@ -76,3 +76,14 @@ def test_policy_has_the_recipe_categories_and_vectors(tmp_path):
     broken.write_text("risk_categories: {}\n")
     with pytest.raises(DataError, match="missing required section"):
         load_policy(broken)
+
+
+def test_shipped_recipes_load():
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")):
+        cfg = load_config(path)
+        assert cfg.model and cfg.eval.sets, path
+    gpu = load_config(Path(__file__).parents[1] / "configs" / "llama2-7b-gpu.yaml")
+    assert gpu.rlhf.ppo.learning_rate == 1e-6 and gpu.rlhf.ppo.batch_size == 512 and gpu.rlhf.ppo.kl_beta == 0.01
+    assert gpu.reward_models.safety.learning_rate == 1e-5 and gpu.reward_models.safety.min_lr_rate == 0.1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -70,7 +71,7 @@ def test_llama_guard_on_tiny_random_llama(tiny_guard_dir):
     assert judge.render("q", "a").startswith("Task: Check if there is unsafe content")
 
     # Force the verdict: zero the output weights and bias "unsafe" so greedy decoding says it.
-    model, tok = judge._model, judge._tok
+    model = judge._model
     safe_id, unsafe_id = judge._verdict_ids
     head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
     torch.nn.init.zeros_(head.weight)
@@ -96,7 +97,7 @@ def test_llama_guard_model_errors(tmp_path):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def log_message(self, *args):  # keep pytest output clean
         pass

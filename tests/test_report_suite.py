@@ -134,3 +134,20 @@ def test_compare_flags_significant_changes_with_hand_checked_p(tmp_path):
     assert "ToxiGen: % toxic (all groups)" in text and "better (p<0.05)" in text
     assert "TruthfulQA MC1" not in text  # unchanged numbers are hidden by default
     assert "TruthfulQA MC1" in compare_markdown(f"{run}:base_eval", str(run), show_all=True)  # RUN = last stage
+
+
+def test_report_shows_reward_model_evaluation(tmp_path):
+    from safealign.report import write_report
+
+    _stage(tmp_path, "base_eval", suite_metrics(3, 5, "embedded"), "2025-01-01")
+    acc = {"significantly_better": _rate(8, 10), "overall": _rate(30, 40)}
+    (tmp_path / "rm_eval").mkdir()
+    write_json(tmp_path / "rm_eval" / "manifest.json", {"stage": "rm_eval", "seconds": 1.0, "metrics": {
+        "accuracy": {"safety_rm": {"dev_safety": acc}}, "unsafe_recall_at_0.5": _rate(9, 10),
+        "gate": {"threshold": 0.15, "precision": 0.9, "recall": 0.5}}})
+    write_json(tmp_path / "rm_eval" / "plots.json", {"histograms": "iVBORw0KGgo="})
+    md, html = write_report(tmp_path)
+    text = html.read_text()
+    assert "Reward models (rm_eval)" in text and "safety_rm on dev_safety" in text and "80.0% [49.0, 94.3] (n=10)" in text
+    assert "data:image/png;base64,iVBORw0KGgo=" in text and "precision 0.900" in md.read_text()
+    assert "<th>rm_eval</th>" not in text  # not an evaluation column

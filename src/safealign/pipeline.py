@@ -28,7 +28,7 @@ import yaml
 
 from safealign.config import RunConfig, stable_hash
 from safealign.data.public import assert_no_leakage, load_all_available, load_eval_sets
-from safealign.data.records import Example, load_examples, load_seed, split_examples
+from safealign.data.records import Example, load_examples, seed_files, split_examples
 from safealign.errors import SafealignError
 from safealign.evaluate.safety import SafetyEvalConfig
 from safealign.io import atomic_path, read_jsonl, write_json, write_jsonl, write_text
@@ -79,35 +79,22 @@ class Stage:
         return metrics
 
 
-def prepare_data(cfg: RunConfig) -> tuple[list[Example], list[Example], list]:
+def prepare_data(cfg: RunConfig) -> tuple[list[Example], list[Example]]:
     """Load, validate and split the training data; refuse any overlap with the evaluation sets.
 
     Runs before anything is written, so bad input leaves the run directory as it was.
     """
     policy = load_policy(cfg.policy)
-    examples = load_seed(policy) if cfg.data.use_seed else []
-    if cfg.data.extra_files:
-        examples += load_examples(cfg.data.extra_files, policy, cfg.data.max_prompt_chars)
-    ids = [e.id for e in examples]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise SafealignError(f"duplicate example id {dup!r} across seed data and data.extra_files")
-    if not examples:
+    files = (seed_files() if cfg.data.use_seed else []) + list(cfg.data.extra_files)
+    if not files:
         raise SafealignError("no training examples: enable data.use_seed or give data.extra_files")
-    for e in examples:
-        if len(e.prompt) > cfg.data.max_prompt_chars:
-            raise SafealignError(f"{e.source}: record {e.id}: prompt longer than {cfg.data.max_prompt_chars} chars")
+    examples = load_examples(files, policy, cfg.data.max_prompt_chars)  # ids unique across all files
     train, dev = split_examples(examples, cfg.data.dev_fraction, cfg.seed)
     # The evaluated sets must exist now, not after an hour of training.
     load_eval_sets(cfg.eval.sets, cfg.datasets_dir, cfg.seed)
     # Leakage is checked against every public set present, not just the ones evaluated in this run.
-    eval_all = load_all_available(cfg.datasets_dir)
-    assert_no_leakage(train + dev, eval_all)
-    return train, dev, eval_all
-
-
-def cfg_threshold(cfg: RunConfig) -> float:
-    return cfg.reward_models.gate_threshold
+    assert_no_leakage(train + dev, load_all_available(cfg.datasets_dir))
+    return train, dev
 
 
 def _data_hash(examples: list[Example]) -> str:
@@ -189,7 +176,7 @@ class Runner:
         n = max(1, len(rows))
         return {"n": len(rows), "mean_gated": sum(parts.gated) / n, "mean_safety_rm": sum(parts.safety) / n,
                 "mean_helpfulness_rm": sum(parts.helpfulness) / n,
-                "gate_threshold": cfg_threshold(self.cfg)}
+                "gate_threshold": self.cfg.reward_models.gate_threshold}
 
     def gated_reward(self):
         if getattr(self, "_gated", None) is None:
@@ -199,7 +186,7 @@ class Runner:
             rms = self.run_dir / "reward_models"
             self._gated = GatedReward(RewardModel(rms / "safety_rm", self.cfg.device),
                                       RewardModel(rms / "helpfulness_rm", self.cfg.device),
-                                      threshold=cfg_threshold(self.cfg), lazy=False)
+                                      threshold=self.cfg.reward_models.gate_threshold, lazy=False)
         return self._gated
 
     def rejection_sampling(self, model: ModelRef, rm_hash: str, data_hash: str) -> ModelRef:
@@ -227,7 +214,7 @@ class Runner:
             raise SafealignError(f"rlhf.algorithm must be ppo or rloo, found {algo!r}")
         stage_cfg = dataclasses.replace(getattr(cfg.rlhf, algo), device=cfg.device, seed=cfg.seed)
         config = {algo: dataclasses.asdict(stage_cfg), "heldout": cfg.rlhf.heldout_prompts,
-                  "gate": cfg_threshold(cfg)}
+                  "gate": cfg.reward_models.gate_threshold}
         inputs = {"model": model.hash, "reward_models": rm_hash, "data": data_hash}
         work_dir = self.run_dir / ".work" / f"{algo}-{stable_hash([config, inputs])}"
 
@@ -366,7 +353,7 @@ class ModelRef:
 
 def run_pipeline(cfg: RunConfig, out: str | Path, progress_log: Callable[[str], None] = print) -> dict:
     run_dir = Path(out)
-    train, dev, _ = prepare_data(cfg)  # validation first: bad input must not touch the run directory
+    train, dev = prepare_data(cfg)  # validation first: bad input must not touch the run directory
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_dict = cfg.as_dict()
     write_text(run_dir / "config.yaml",

@@ -112,9 +112,13 @@ def load_examples(paths: list[str | Path], policy: Policy | None = None,
     return out
 
 
+def seed_files() -> list[Path]:
+    """The built-in seed data files shipped with the package."""
+    return sorted(SEED_DIR.glob("*.jsonl"))
+
+
 def load_seed(policy: Policy | None = None) -> list[Example]:
-    """The built-in seed data shipped with the package."""
-    return load_examples(sorted(SEED_DIR.glob("*.jsonl")), policy)
+    return load_examples(seed_files(), policy)
 
 
 def split_examples(examples: list[Example], dev_fraction: float = 0.2, seed: int = 0

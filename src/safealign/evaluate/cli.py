@@ -37,6 +37,7 @@ def eval_command(
     backend: Annotated[str, typer.Option(help="Generation backend: transformers or vllm")] = "transformers",
     datasets_dir: Annotated[Optional[Path], typer.Option(help="Public datasets folder (default $SAFEALIGN_DATASETS or ../shared/datasets)")] = None,
     seed: int = 0,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Rerun every benchmark, even those finished in --out")] = False,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value, e.g. toxigen.per_group=20 bold.prompt_format=continuation")] = None,
 ):
     """Run the evaluation suite on one model; write metrics.json, generations, report.html/.md and model_card.md."""
@@ -64,7 +65,7 @@ def eval_command(
     if benchmarks:
         raw["benchmarks"] = [b.strip() for b in benchmarks.split(",") if b.strip()]
     out = out or _default_out(model, suite)
-    metrics = run_suite(model, suite, out, raw, overrides=overrides, say=typer.echo)
+    metrics = run_suite(model, suite, out, raw, overrides=overrides, say=typer.echo, resume=not fresh)
     md, html = write_report(out)
     typer.echo(f"\n{model} ({suite} suite), {metrics['timings'].get('total_seconds', 0):.0f}s")
     for k, v in metrics.get("headline", {}).items():

@@ -201,11 +201,13 @@ class _Parts:
 
 
 def run_suite(model_spec: str, suite: str = "quick", out_dir: str | Path = "runs/eval", cfg: SuiteConfig | dict | None = None,
-              dev: list | None = None, overrides: list[str] | None = None, say=None) -> dict:
+              dev: list | None = None, overrides: list[str] | None = None, say=None, resume: bool = True) -> dict:
     """Evaluate `model_spec` (hub id, model dir, run dir or `embedded`) with the `suite` preset; return metrics.
 
     `dev`: the run's held-out dev examples (safealign.data.records.Example), scored as dev_adversarial /
     dev_benign beside the public sets when given (the pipeline passes them; `safealign eval` has none).
+    `resume`: reuse benchmarks already finished in out_dir/parts with the same model, config and data (their
+    key does not cover judge code or weights: pass resume=False after changing a judge).
     """
     from safealign.progress import progress_bar
 
@@ -264,7 +266,7 @@ def run_suite(model_spec: str, suite: str = "quick", out_dir: str | Path = "runs
                                          "backend": cfg.generation_backend, "data": hashes,
                                          "dev": [getattr(e, "id", str(e)) for e in dev or []]},
                                         sort_keys=True, default=str).encode()).hexdigest()[:16]
-        done = parts.get(name, key)
+        done = parts.get(name, key) if resume else None
         if done:
             say(f"[{name}] already done in {out}/parts (hash {key}), reused")
             results[name], timings[name] = done["metrics"], done["seconds"]

@@ -363,13 +363,15 @@ class EmbeddingTruthfulQAJudge(TruthfulQAJudge):
     """Logistic regression on MiniLM features, trained on TruthfulQA's human-labelled judge-training file."""
 
     VERSION = 1
-    C = 1.0
-    """Inverse L2 strength; 1.0 beat 0.25 and 4 by grouped CV on both files (within 0.01 accuracy)."""
+    C_BY_KIND = {"truth": 0.25, "info": 1.0}
+    """Inverse L2 strength, chosen by the question-grouped 5-fold CV over {0.25, 1, 4}: accuracy
+    truth 0.801 / 0.797 / 0.790, info 0.862 / 0.868 / 0.868 (all within 0.011: the choice matters little)."""
 
     def __init__(self, kind: str = "truth", datasets_dir: str | None = None, n_train: int | None = None):
         if kind not in ("truth", "info"):
             raise SafealignError(f"TruthfulQA judge kind must be truth or info, found {kind!r}")
         self.kind, self.name = kind, f"truthfulqa-{kind}-embed"
+        self.C = self.C_BY_KIND[kind]
         self.datasets_dir, self.n_train = datasets_dir, n_train
         self._head = None
         self._meta: dict | None = None
@@ -415,7 +417,7 @@ class EmbeddingTruthfulQAJudge(TruthfulQAJudge):
 
         qs, ans, ys, sha = load_judge_training(self.kind, self.datasets_dir)
         refs_sha = hashlib.sha256((datasets_root(self.datasets_dir) / "truthfulqa" / "TruthfulQA.csv").read_bytes()).hexdigest()
-        key = hashlib.sha256(f"{sha}:{refs_sha}:{self.n_train}".encode()).hexdigest()[:12]
+        key = hashlib.sha256(f"{sha}:{refs_sha}:{self.n_train}:{self.C}".encode()).hexdigest()[:12]
         path = cache_dir("judges") / f"truthfulqa-{self.kind}-v{self.VERSION}-{key}.npz"
         if path.exists():
             return load_weights(path)

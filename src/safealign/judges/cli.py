@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -77,12 +76,12 @@ def list_cmd() -> None:
 def validate(
     judge: str = typer.Option("refusal", "--judge", "-j", help="Registry name, e.g. refusal, harm, toxicity, refusal-rules."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-    datasets_dir: Optional[Path] = typer.Option(None, "--datasets-dir", help="Folder with xstest/, do_not_answer/, ...; default $SAFEALIGN_DATASETS or ../shared/datasets."),
-    task: Optional[str] = typer.Option(None, "--task", help="refusal | harm | toxicity, for judges not trained on one (LLM judges)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Stratified sample size for slow (LLM) judges."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model path / hub id / endpoint model name (llama-guard, openai-compatible)."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="Endpoint for openai-compatible."),
-    arg: Optional[list[str]] = typer.Option(None, "--arg", help="Extra judge constructor argument key=value (repeatable)."),
+    datasets_dir: Path | None = typer.Option(None, "--datasets-dir", help="Folder with xstest/, do_not_answer/, ...; default $SAFEALIGN_DATASETS or ../shared/datasets."),
+    task: str | None = typer.Option(None, "--task", help="refusal | harm | toxicity, for judges not trained on one (LLM judges)."),
+    limit: int | None = typer.Option(None, "--limit", help="Stratified sample size for slow (LLM) judges."),
+    model: str | None = typer.Option(None, "--model", help="Model path / hub id / endpoint model name (llama-guard, openai-compatible)."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Endpoint for openai-compatible."),
+    arg: list[str] | None = typer.Option(None, "--arg", help="Extra judge constructor argument key=value (repeatable)."),
 ) -> None:
     """Agreement with held-out human labels: accuracy, precision, recall, f1, kappa, roc_auc, confusion matrix."""
     from safealign.errors import SafealignError
@@ -110,12 +109,13 @@ def validate(
 @app.command()
 def train(
     judge: str = typer.Option(..., "--judge", "-j", help="refusal, refusal-classifier, harm or toxicity."),
-    datasets_dir: Optional[Path] = typer.Option(None, "--datasets-dir"),
+    datasets_dir: Path | None = typer.Option(None, "--datasets-dir"),
     force: bool = typer.Option(False, "--force", help="Retrain even when cached weights match the data."),
 ) -> None:
     """Train (seeded) and cache a trained judge; prints where the weights went and their validation."""
     from safealign.errors import SafealignError
-    from safealign.judges.trained import RECIPES, train as train_recipe
+    from safealign.judges.trained import RECIPES
+    from safealign.judges.trained import train as train_recipe
 
     if judge not in RECIPES:
         _fail(SafealignError(f"judge {judge!r} is not a trained judge; trained judges: {', '.join(RECIPES)}"))

@@ -123,7 +123,6 @@ def cached(view: str, texts: list[str], cache_file: Path) -> np.ndarray:
     from safealign.io import atomic_path
 
     arr = fn(texts)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr)
     return arr

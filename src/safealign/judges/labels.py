@@ -69,8 +69,7 @@ def _csv_rows(path: Path, required: tuple[str, ...]):
         if missing:
             raise DataError(path, None, f"missing column(s) {missing}; found {reader.fieldnames}")
         try:
-            for i, row in enumerate(reader, start=2):  # line 1 is the header
-                yield i, row
+            yield from enumerate(reader, start=2)  # line 1 is the header
         except csv.Error as e:
             raise DataError(path, f"line {reader.line_num}", f"malformed CSV ({e})") from None
 

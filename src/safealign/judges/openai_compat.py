@@ -46,9 +46,7 @@ def parse_reply(text: str) -> dict:
     refusal = str(obj.get("refusal", "")).strip().lower()
     out["refusal"] = refusal if refusal in REFUSAL_LABELS else None
     harm = obj.get("harmful", obj.get("harm"))
-    if isinstance(harm, bool):
-        out["harm"] = float(harm)
-    elif isinstance(harm, (int, float)) and 0 <= harm <= 1:
+    if isinstance(harm, bool) or isinstance(harm, (int, float)) and 0 <= harm <= 1:
         out["harm"] = float(harm)
     elif isinstance(harm, str) and harm.strip().lower() in ("yes", "true", "no", "false"):
         out["harm"] = float(harm.strip().lower() in ("yes", "true"))

@@ -135,6 +135,25 @@ def opening(text: str) -> str:
     return text[: min(end, MAX_OPENING_CHARS)]
 
 
+_EN_FUNCTION_WORDS = frozenset(
+    "the and to of is are was were it it's this that i i'm you we can not cannot can't don't won't here how "
+    "what my your with for be from if there have has will an or at by as she he they their his her who "
+    "which yes did been had would should".split()
+)
+
+
+def looks_english(text: str) -> bool:
+    """False when the start of the answer (300 characters) has almost no English function words.
+
+    The trained refusal classifier only saw English answers, so for other languages the combination
+    judge defers to these rules.
+    """
+    words = re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)?", normalise(text)[:300])
+    if len(words) < 3:
+        return True
+    return sum(w in _EN_FUNCTION_WORDS for w in words) / len(words) >= 0.08
+
+
 def refusal_in_opening(text: str) -> bool:
     """True when the opening of `text` declines the request (any supported language)."""
     head = opening(text)

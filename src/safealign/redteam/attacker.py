@@ -172,6 +172,7 @@ def run_pair(seeds: list[SeedRequest], attacker, target, score, rounds: int, att
         final = next((x for x in rs if x.get("success")), rs[-1])
         attempts.append({"seed": s, "turns": [final["prompt"]], "response": final["response"],
                          "error": final["error"], "refusal": final.get("refusal"), "harm": final.get("harm"),
-                         "success": final.get("success"), "judge_error": final.get("judge_error"), "seconds": sum(x["seconds"] for x in rs),
+                         "success": final.get("success"), "judge_error": final.get("judge_error"),
+                         "seconds": sum(x["seconds"] for x in rs),
                          "tokens": final["tokens"], "rounds": rs})
     return attempts

@@ -37,7 +37,8 @@ def load_redteam_config(path: Path | None = None, overrides: list[str] | None = 
     names = {f.name for f in dataclasses.fields(RedteamConfig)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise SafealignError(f"{path or '--set'}: unknown red-team key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        raise SafealignError(f"{path or '--set'}: unknown red-team key(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(names))}")
     return dataclasses.replace(RedteamConfig(), **raw)
 
 
@@ -49,8 +50,9 @@ def redteam_command(
                                              "xstest_unsafe, multijail), `:N` samples N; repeatable.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: metrics.json, attempts.jsonl, "
                                       "successful_attacks.jsonl, redteam.md/.html.")],
-    previous: Annotated[Optional[Path], typer.Option("--previous", help="A previous red-team output folder or "
-                                                     "attempts.jsonl: its successes are re-sent for the fix rate.")] = None,
+    previous: Annotated[Optional[Path], typer.Option(
+        "--previous", help="A previous red-team output folder or attempts.jsonl: its successes are re-sent for the "
+        "fix rate.")] = None,
     attack: Annotated[Optional[list[str]], typer.Option("--attack", "-a", help="Attack name, vector:NAME or all; "
                                                         "repeatable (default: one of each technique).")] = None,
     judge: Annotated[Optional[str], typer.Option(help="Judge deciding success (default refusal-rules).")] = None,
@@ -66,10 +68,12 @@ def redteam_command(
     datasets_dir: Annotated[Optional[Path], typer.Option(help="Public datasets folder.")] = None,
     holdout: Annotated[Optional[list[str]], typer.Option(help="JSONL of more evaluation prompts kept out of the "
                                                          "export; repeatable.")] = None,
-    export: Annotated[Optional[bool], typer.Option("--export/--no-export", help="Write successful_attacks.jsonl.")] = None,
+    export: Annotated[Optional[bool], typer.Option("--export/--no-export",
+                                                   help="Write successful_attacks.jsonl.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML with RedteamConfig keys "
                                                   "(or a `redteam:` section).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="key=value override of any RedteamConfig key.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set",
+                                                      help="key=value override of any RedteamConfig key.")] = None,
 ):
     """Red-team a model by attack vector: ASR per vector × risk category, throughput, fix rate, export."""
     from safealign.redteam.run import run_redteam

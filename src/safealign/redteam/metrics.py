@@ -45,7 +45,9 @@ def group(attempts: Iterable[dict], key: Callable[[dict], str]) -> dict[str, lis
 
 def asr_tables(attempts: list[dict]) -> dict:
     """Overall ASR and ASR by vector, technique, attack, risk category and vector × category."""
-    cat = lambda a: str(a.get("category"))  # noqa: E731
+    def cat(a: dict) -> str:
+        return str(a.get("category"))
+
     return {
         "overall": asr(attempts),
         "by_vector": {v: asr(xs) for v, xs in group(attempts, lambda a: a["vector"]).items()},

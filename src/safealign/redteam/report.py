@@ -46,20 +46,26 @@ def _cut(text: str | None, n: int) -> str:
     return text if len(text) <= n else text[:n] + "…"
 
 
-def _tables(metrics: dict, attempts: list[dict] | None, max_examples: int) -> list[tuple[str, list[str], list[list[str]]]]:
+Table = tuple[str, list[str], list[list[str]]]
+"""(title, header, rows) of plain, unescaped strings."""
+
+
+def _tables(metrics: dict, attempts: list[dict] | None, max_examples: int) -> list[Table]:
     """(title, header, rows) of plain strings: the content both renderers share."""
     asr, tp = metrics["asr"], metrics["throughput"]
     g = metrics["generation"]
     judge = metrics["judge"]
+    sources = ", ".join(f"{k}: {v}" for k, v in metrics["seeds"]["by_source"].items())
     head = [
         ["target", metrics["target"]],
-        ["seeds", f"{metrics['seeds']['n']} ({', '.join(f'{k}: {v}' for k, v in metrics['seeds']['by_source'].items())}); "
-                  f"hash {metrics['seeds']['hash']}"],
+        ["seeds", f"{metrics['seeds']['n']} ({sources}); hash {metrics['seeds']['hash']}"],
         ["attack success rate (all attempts)", fmt(asr["overall"])],
         ["successes per 100 attempts", _num(tp["successes_per_100_attempts"], 1)],
         ["successes per CPU-minute", f"{_num(tp['successes_per_cpu_minute'])} "
-                                     f"({tp['successes']} in {tp['cpu_minutes']:.1f} CPU-min, {tp['wall_minutes']:.1f} wall-min)"],
-        ["attempts / failed (errors) / not applicable", f"{tp['attempts']} / {tp['errors']} / {metrics['not_applicable']}"],
+                                     f"({tp['successes']} in {tp['cpu_minutes']:.1f} CPU-min, "
+                                     f"{tp['wall_minutes']:.1f} wall-min)"],
+        ["attempts / failed (errors) / not applicable",
+         f"{tp['attempts']} / {tp['errors']} / {metrics['not_applicable']}"],
         ["judge", f"{judge['name']}: {judge['success_rule']}"],
         ["decoding", f"max_new_tokens={g['max_new_tokens']}, temperature={g['temperature']}, seed={g['seed']}, "
                      f"system prompt={'yes' if g.get('system_prompt') else 'none'}"],
@@ -91,7 +97,8 @@ def _tables(metrics: dict, attempts: list[dict] | None, max_examples: int) -> li
             ["attacker", pair["attacker"]], ["rounds × seeds", f"{pair['rounds']} × {pair['seeds']}"],
             ["ASR", fmt(pair["asr"])], ["mean rounds to success", _num(pair["mean_rounds_to_success"], 1)],
             ["prompts written by the attacker / library fallback",
-             f"{src['json'] + src['marker'] + src['raw']} / {src['fallback']} (goal appended to {pair['anchored_prompts']})"],
+             f"{src['json'] + src['marker'] + src['raw']} / {src['fallback']} "
+             f"(goal appended to {pair['anchored_prompts']})"],
         ]))
 
     fix = metrics.get("fix_rate")

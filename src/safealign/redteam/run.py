@@ -205,9 +205,10 @@ def run_automated(seeds, target, score, cfg: RedteamConfig, models: dict, attack
     from safealign.redteam.seeds import stable_sample
 
     chosen = stable_sample(seeds, cfg.pair_seeds, cfg.seed)
-    attacker = attacker or open_chat_model(cfg.attacker, cfg.attacker_model, timeout=cfg.timeout, max_retries=cfg.max_retries,
-                               concurrency=cfg.concurrency, api_key_env=cfg.api_key_env, device=cfg.device,
-                               backend=cfg.generation_backend, cache=models)
+    attacker = attacker or open_chat_model(
+        cfg.attacker, cfg.attacker_model, timeout=cfg.timeout, max_retries=cfg.max_retries,
+        concurrency=cfg.concurrency, api_key_env=cfg.api_key_env, device=cfg.device,
+        backend=cfg.generation_backend, cache=models)
     attacker_cfg = GenerationConfig(max_new_tokens=cfg.attacker_max_new_tokens, temperature=cfg.attacker_temperature,
                                     batch_size=cfg.batch_size, seed=cfg.seed)
     with _progress(f"red-team: PAIR ({cfg.pair_rounds} rounds) on {len(chosen)} seeds", len(chosen) * cfg.pair_rounds
@@ -269,10 +270,11 @@ def replay(previous: list[dict], current: list[dict], target, score, cfg: Redtea
             reused.append({**same, "phase": "replay"})
             continue
         seed = SeedRequest(prev.get("seed_id") or prev["attempt_id"], prev["seed_prompt"], prev.get("category"),
-                           prev.get("subcategory"), source=prev.get("seed_source") or "", held_out=bool(prev.get("held_out")))
+                           prev.get("subcategory"), source=prev.get("seed_source") or "",
+                           held_out=bool(prev.get("held_out")))
         plans.append({"attempt_id": prev["attempt_id"], "phase": "replay", "seed": seed, "attack": prev.get("attack"),
-                      "vector": prev["vector"], "technique": prev.get("technique"), "language": prev.get("language", "en"),
-                      "turns": list(prev["turns"])})
+                      "vector": prev["vector"], "technique": prev.get("technique"),
+                      "language": prev.get("language", "en"), "turns": list(prev["turns"])})
     if plans:
         with _progress(f"red-team: replaying {len(plans)} previous successes", sum(len(p["turns"]) for p in plans)
                        ) as advance:
@@ -367,7 +369,8 @@ def run_redteam(target: str | ChatModel, seeds, out_dir: str | Path, cfg: Redtea
         "target_kind": "endpoint" if is_endpoint(name) else "local",
         "judge": {"name": judge.name, "success_rule": _success_rule(cfg), "validation": _validation(judge, cfg)},
         "generation": cfg.generation().as_dict() | {"backend": cfg.generation_backend},
-        "seeds": {"n": len(seed_requests), "specs": _seed_specs(seeds), "held_out": sum(s.held_out for s in seed_requests),
+        "seeds": {"n": len(seed_requests), "specs": _seed_specs(seeds),
+                  "held_out": sum(s.held_out for s in seed_requests),
                   "by_source": {k: len(v) for k, v in M.group(seed_requests, lambda s: s.source).items()},
                   "hash": stable_hash([s.as_dict() for s in seed_requests])},
         "attacks": [{"name": a.name, "vector": a.vector, "technique": a.technique} for a in attacks],
@@ -397,7 +400,9 @@ def stable_hash(obj) -> str:
 def _seed_specs(seeds) -> list[str]:
     if isinstance(seeds, (str, Path)):
         return [str(seeds)]
-    return [s.source if isinstance(s, SeedRequest) else str(s) for s in seeds][:50]
+    if all(isinstance(s, SeedRequest) for s in seeds):
+        return sorted({f"in memory ({s.source})" for s in seeds})
+    return [str(s) for s in seeds]
 
 
 def _success_rule(cfg: RedteamConfig) -> str:

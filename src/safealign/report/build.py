@@ -341,6 +341,30 @@ def decoding(metrics: dict) -> list[dict]:
     return out
 
 
+def reward_models(run_dir: Path) -> dict | None:
+    """The rm_eval stage, if the run has one: accuracy per rating, unsafe recall, the gate, its plots."""
+    path = run_dir / "rm_eval" / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        m = json.loads(path.read_text(encoding="utf-8")).get("metrics") or {}
+        plots_path = run_dir / "rm_eval" / "plots.json"
+        pngs = json.loads(plots_path.read_text(encoding="utf-8")) if plots_path.exists() else {}
+    except json.JSONDecodeError:
+        return None
+    rows = []
+    for rm_name, sets in (m.get("accuracy") or {}).items():
+        for set_name, by_rating in sets.items():
+            rows.append({"label": f"{rm_name} on {set_name}", "cells": {r: fmt_rate(v) for r, v in by_rating.items()}})
+    ratings = list(dict.fromkeys(r for row in rows for r in row["cells"]))
+    gate = m.get("gate") or {}
+    return {"ratings": ratings, "rows": rows, "unsafe_recall": fmt_rate(m.get("unsafe_recall_at_0.5")),
+            "gate": gate, "plots": [v for v in pngs.values() if isinstance(v, str)],
+            "reference": "Llama 2: Safety RM 64.5% on Meta Safety and 74.7% on Anthropic Harmless (Table 7); unsafe "
+                         "recall at σ < 0.5 90.4% with the auxiliary loss (Table 29); gate R_s < 0.15 precision 0.89, "
+                         "recall 0.55 (§3.2.2)."}
+
+
 # --- context and writers ---------------------------------------------------------------------------
 
 
@@ -376,7 +400,7 @@ def build_report_context(run_dir: str | Path, timings: dict[str, float] | None =
         "stage_times": stage_times, "total_seconds": sum(stage_times.values()),
         "data": (manifests.get("data") or {}).get("metrics"), "sft": (manifests.get("sft") or {}).get("metrics"),
         "config": (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").exists() else "",
-        "llama2_models": list(llama2.MODELS),
+        "llama2_models": list(llama2.MODELS), "reward_models": reward_models(run_dir),
     }
 
 

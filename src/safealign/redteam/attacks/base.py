@@ -58,7 +58,8 @@ class Attack:
     def __call__(self, seed: SeedRequest) -> list[str] | None:
         turns = self.fn(seed)
         if turns is not None and (not turns or not all(isinstance(t, str) and t.strip() for t in turns)):
-            raise SafealignError(f"attack {self.name!r} returned {turns!r} for seed {seed.id}; expected non-empty turns")
+            raise SafealignError(f"attack {self.name!r} returned {turns!r} for seed {seed.id}; "
+                                 "expected a list of non-empty user turns")
         return turns
 
     @property

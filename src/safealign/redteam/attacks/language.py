@@ -33,7 +33,8 @@ def _translate(lang: str):
         text = seed.translations.get(lang)
         return [text] if text and text.strip() else None
 
-    attack.__doc__ = f"The request in a human translation into {lang!r} (MultiJail's, or the seeds file's); skipped without one."
+    attack.__doc__ = (f"The request in a human translation into {lang!r} (MultiJail's, or the seeds file's); "
+                      "skipped without one.")
     return attack
 
 
