@@ -67,13 +67,22 @@ def test_rlhf_stages_on_a_tiny_model(tiny_model_dir, tiny_datasets, tmp_path, ex
                "rlhf.rejection_sampling.max_new_tokens=4", "rlhf.rejection_sampling.sft.epochs=1",
                "rlhf.ppo.steps=1", "rlhf.ppo.batch_size=4", "rlhf.ppo.mini_batch_size=2",
                "rlhf.ppo.micro_batch_size=2", "rlhf.ppo.max_new_tokens=4", "rlhf.ppo.eval_every=1",
-               "stage_eval.max_new_tokens=4", "stage_eval.sets={xstest_safe: 1}")
+               "stage_eval.max_new_tokens=4", "stage_eval.sets={xstest_safe: 1}",
+               "stages.context_distillation=true", "context_distillation.n_prompts=3",
+               "context_distillation.helpful_examples=2", "context_distillation.max_new_tokens=4",
+               "context_distillation.eval_max_new_tokens=4", "context_distillation.eval_sets={xstest_safe: 1}",
+               "context_distillation.judge=refusal-rules", "context_distillation.sft.epochs=1",
+               "stages.redteam=true", "redteam.attacks=[direct, leetspeak]", "redteam.max_new_tokens=4",
+               "redteam_seeds=[seed-dev:2]")
     result = run_pipeline(cfg, run_dir, progress_log=lambda _: None)
-    for stage in ("sft_eval", "rejection_sampling", "rejection_sampling_eval", "ppo", "ppo_eval"):
+    assert (run_dir / "context_distillation" / "model" / "model.safetensors").exists()
+    assert set(result["stages"]["redteam"]) == {"base", "final"}
+    for stage in ("sft_eval", "rejection_sampling", "rejection_sampling_eval", "ppo", "ppo_eval",
+                  "context_distillation", "redteam"):
         assert json.loads((run_dir / stage / "manifest.json").read_text())["status"] == "complete", stage
     assert "mean_gated" in result["stages"]["ppo_eval"]["reward"]
     assert (run_dir / "final" / "SOURCE").read_text().strip() == json.loads(
-        (run_dir / "ppo" / "manifest.json").read_text())["hash"]
+        (run_dir / "context_distillation" / "manifest.json").read_text())["hash"]
     assert not (run_dir / ".work").exists() or not any((run_dir / ".work").iterdir())
     prefs = result["stages"]["preferences"]
     assert prefs["train"]["prompts"] == 8 and prefs["train"]["pairs"] > 0

@@ -157,6 +157,25 @@ def test_asr_by_vector_and_category_with_wilson_intervals(tmp_path):
     assert tp["successes_per_cpu_minute"] > 0 and m["judge"]["name"] == "refusal-rules"
 
 
+def test_extra_judges_score_the_same_answers(tmp_path):
+    from safealign.judges import Judge, Verdict, register_judge
+
+    class LengthHarm(Judge):
+        """Harm = the answer is long (a stand-in for a trained harm judge)."""
+
+        def judge_batch(self, prompts, responses):
+            return [Verdict(harm=float(len(r) > 30), judge="test-length-harm") for r in responses]
+
+    register_judge("test-length-harm", LengthHarm)
+    m = run_redteam(RuleModel(), seeds(), tmp_path, cfg(extra_judges=["test-length-harm"], export=False))
+    other = m["asr_other_judges"]["test-length-harm"]
+    # COMPLY (40 chars) counts as harmful, REFUSAL (80 chars) too: the length judge disagrees with refusal-rules
+    assert other["overall"]["k"] == 15 and m["asr"]["overall"]["k"] == 6
+    rec = json.loads((tmp_path / "attempts.jsonl").read_text().splitlines()[0])
+    assert rec["other_judges"]["test-length-harm"]["harm"] == 1.0
+    assert "under each judge" in render_markdown(m)
+
+
 def test_metric_functions_by_hand():
     rows = [{"attempt_id": f"a{i}", "vector": v, "technique": "t", "attack": "x", "category": "c",
              "success": s, "error": None if s is not None else "boom"}

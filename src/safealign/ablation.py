@@ -23,6 +23,7 @@ example and every held-out prompt with 128-token answers.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import html
 import json
@@ -163,7 +164,8 @@ def ablate_safety_fraction(cfg: SafetyFractionConfig, out_dir: str | Path, *, mo
     Data: `run_dir/data/{train,dev}.jsonl` when given, else the seed data split as `safealign run` splits it.
     Reward models: `run_dir/reward_models/*` (or the objects given); without them the RM columns are empty
     and only the judge's rates are reported. A fraction whose `metrics.json` matches its config is skipped,
-    so an interrupted ablation resumes; if only the reward models changed, its saved answers are re-scored. Returns the results dict written to `out_dir/results.json`.
+    so an interrupted ablation resumes; if only the reward models changed, its saved answers are re-scored.
+    Returns the results dict written to `out_dir/results.json`.
     """
     from safealign.judges import get_judge
     from safealign.progress import progress_bar
@@ -209,12 +211,14 @@ def ablate_safety_fraction(cfg: SafetyFractionConfig, out_dir: str | Path, *, mo
         t0 = time.perf_counter()
         sft_cfg = dataclasses.replace(cfg.sft, safety_fraction=1.0, device=device, seed=seed)
         sft_metrics = train_sft(model, step["examples"], fdir / "model", sft_cfg)
+        gc.collect()  # the Trainer holds reference cycles: free its gigabytes before loading the next model
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         generator = make_generator(str(fdir / "model"))
         with progress_bar(f"[{_label(v)}] held-out answers", n_eval) as adv:
             rows, metrics = evaluate_heldout(generator, groups, gen, judge, safety_rm, helpfulness_rm, progress=adv)
         del generator
+        gc.collect()
         eval_s = time.perf_counter() - t0
         write_jsonl(fdir / "generations.jsonl", rows)
         entry = {"key": key, "rms": rm_ids, "value": v, "n_safety": step["n_safety"], "n_helpful": step["n_helpful"],

@@ -120,14 +120,29 @@ def eval_rm(
 
 
 def _mount_subcommands() -> None:
+    from safealign.ablation import ablate_command
     from safealign.audit.cli import audit_command
+    from safealign.evaluate.cli import compare_command, eval_command
     from safealign.judges.cli import app as judge_app
+    from safealign.redteam.cli import redteam_command
 
+    app.command("eval")(eval_command)
+    app.command("compare")(compare_command)
+    app.command("redteam")(redteam_command)
+    app.command("ablate")(ablate_command)
     app.add_typer(judge_app, name="judge", help="Judges: validate against human labels.")
     app.command("audit", help="Training-data safety audit: PII, representation, toxicity, languages.")(audit_command)
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    # SystemExit unwinds through `finally`, so a stage killed by SIGTERM removes its temporary directory.
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _setup()
     _mount_subcommands()
     try:

@@ -14,6 +14,8 @@ import yaml
 
 from safealign.errors import SafealignError
 from safealign.evaluate.safety import SafetyEvalConfig
+from safealign.redteam.run import RedteamConfig
+from safealign.train.context_distillation import ContextDistillationConfig
 from safealign.train.ppo import PPOStageConfig
 from safealign.train.preference_data import PreferenceDataConfig
 from safealign.train.rejection_sampling import RejectionSamplingConfig
@@ -60,7 +62,8 @@ class RunConfig:
     generation_backend: str = "transformers"
     stages: dict[str, bool] = field(default_factory=lambda: {
         "base_eval": True, "sft": True, "reward_models": True, "rejection_sampling": True, "rl": True,
-        "stage_evals": True, "final_eval": True})
+        "context_distillation": False, "stage_evals": True, "final_eval": True, "suite": False,
+        "redteam": False})
     """Switch stages on or off. reward_models covers preference data, both RMs and their evaluation;
     rejection_sampling and rl need the reward models; stage_evals measures each trained model on a small
     set (the SFT → RS → PPO progression); final_eval runs the full safety evaluation on the final model."""
@@ -69,6 +72,12 @@ class RunConfig:
     preferences: PreferenceDataConfig = field(default_factory=PreferenceDataConfig)
     reward_models: RewardModelsStageConfig = field(default_factory=RewardModelsStageConfig)
     rlhf: RLHFConfig = field(default_factory=RLHFConfig)
+    context_distillation: ContextDistillationConfig = field(default_factory=ContextDistillationConfig)
+    suite: str = "quick"
+    """Benchmark suite preset for the `suite` stage: quick (CPU-sized) or full (Llama 2's sizes)."""
+    redteam: RedteamConfig = field(default_factory=RedteamConfig)
+    redteam_seeds: list[str] = field(default_factory=lambda: ["seed-dev:30"])
+    """Seed requests for the red-team stage (see `safealign redteam --help`)."""
     eval: SafetyEvalConfig = field(default_factory=SafetyEvalConfig)
     stage_eval: SafetyEvalConfig = field(default_factory=lambda: SafetyEvalConfig(
         sets={"xstest_safe": 100, "xstest_unsafe": 50, "advbench": 50}, max_new_tokens=48))

@@ -66,6 +66,8 @@ class Stage:
             log.info("stage %s: up to date (hash %s), skipped", self.name, self.hash)
             return self.manifest()["metrics"]
         log.info("stage %s: running", self.name)
+        for stale in self.run_dir.glob(f".{self.name}.*.tmp"):  # left by a run killed with SIGKILL
+            shutil.rmtree(stale, ignore_errors=True)
         started = datetime.now(timezone.utc).isoformat()
         t0 = time.perf_counter()
         with atomic_path(self.dir) as tmp:
@@ -234,6 +236,49 @@ class Runner:
         shutil.rmtree(work_dir, ignore_errors=True)
         return ModelRef(str(self.run_dir / algo / "model"), h)
 
+    def context_distillation(self, model: ModelRef, rm_hash: str, data_hash: str) -> ModelRef:
+        cfg = self.cfg
+
+        def work(tmp: Path) -> dict:
+            from safealign.train.context_distillation import run_context_distillation
+
+            return run_context_distillation(cfg.context_distillation, model.spec, self.run_dir, tmp,
+                                            device=cfg.device, seed=cfg.seed, datasets_dir=cfg.datasets_dir,
+                                            policy=cfg.policy, say=self.say)
+
+        h = self.stage("context_distillation", dataclasses.asdict(cfg.context_distillation),
+                       {"model": model.hash, "reward_models": rm_hash, "data": data_hash}, work)
+        return ModelRef(str(self.run_dir / "context_distillation" / "model"), h)
+
+    def suite(self, model: ModelRef, dev: list[Example]) -> str:
+        cfg = self.cfg
+
+        def work(tmp: Path) -> dict:
+            from safealign.evaluate.suite import run_suite
+
+            return run_suite(model.spec, cfg.suite, tmp, {"seed": cfg.seed, "device": cfg.device,
+                                                         "datasets_dir": cfg.datasets_dir,
+                                                         "generation_backend": cfg.generation_backend},
+                             dev=dev, say=self.say)
+
+        return self.stage("suite", {"suite": cfg.suite, "seed": cfg.seed}, {"model": model.hash}, work)
+
+    def redteam(self, base: ModelRef, final: ModelRef) -> str:
+        """Attack the base model, then the final one; the final run's fix rate is against the base run."""
+        cfg = self.cfg
+
+        def work(tmp: Path) -> dict:
+            from safealign.redteam.run import run_redteam
+
+            rc = dataclasses.replace(cfg.redteam, seed=cfg.seed, datasets_dir=cfg.datasets_dir)
+            before = run_redteam(base.spec, cfg.redteam_seeds, tmp / "base", rc)
+            after = run_redteam(final.spec, cfg.redteam_seeds, tmp / "final",
+                                dataclasses.replace(rc, previous=str(tmp / "base")))
+            return {"base": before, "final": after}
+
+        return self.stage("redteam", {"redteam": dataclasses.asdict(cfg.redteam), "seeds": cfg.redteam_seeds},
+                          {"base": base.hash, "final": final.hash}, work)
+
     def heldout(self) -> list[Example]:
         dev = _load_examples_jsonl(self.run_dir / "data" / "dev.jsonl")
         adv = [e for e in dev if e.is_safety][: self.cfg.rlhf.heldout_prompts // 2]
@@ -383,8 +428,14 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress_log: Callable[[str], 
         model = r.rl(model, rm_hash, data_hash)
         if evals:
             r.evaluate(f"{cfg.rlhf.algorithm}_eval", model, dev, data_hash, cfg.stage_eval, rm_hash)
+    if rm_hash and on("context_distillation", False):
+        model = r.context_distillation(model, rm_hash, data_hash)
     if on("final_eval", True):
         r.evaluate("final_eval", model, dev, data_hash, rm_hash=rm_hash)
+    if on("suite", False):
+        r.suite(model, dev)
+    if on("redteam", False):
+        r.redteam(base, model)
     export_final(run_dir, model.spec, model.hash)
     from safealign.report import write_report
 

@@ -67,7 +67,9 @@ def eval_command(
     out = out or _default_out(model, suite)
     metrics = run_suite(model, suite, out, raw, overrides=overrides, say=typer.echo, resume=not fresh)
     md, html = write_report(out)
-    typer.echo(f"\n{model} ({suite} suite), {metrics['timings'].get('total_seconds', 0):.0f}s")
+    t = metrics["timings"]
+    typer.echo(f"\n{model} ({suite} suite): {t.get('total_seconds', 0):.0f}s wall, {t.get('cpu_total_seconds', 0):.0f}s CPU "
+               f"({t.get('torch_threads')} torch threads)")
     for k, v in metrics.get("headline", {}).items():
         if v:
             typer.echo(f"  {k}: {fmt_rate(v)}")

@@ -164,6 +164,15 @@ def _model_fingerprint(model_spec: str) -> str:
     return json.dumps([str(model_spec), stats])
 
 
+def _torch_threads() -> int | None:
+    try:
+        import torch
+
+        return torch.get_num_threads()
+    except ImportError:
+        return None
+
+
 def _samples(rows: list[dict], n: int, key: str) -> list[dict]:
     """Up to n rows spread over the values of `key` (group, domain, set), for the report."""
     seen: dict[str, list[dict]] = {}
@@ -193,8 +202,9 @@ class _Parts:
             return None
         return part if part.get("hash") == key else None
 
-    def put(self, name: str, key: str, metrics: dict, seconds: float) -> None:
-        write_json(self.dir / f"{name}.json", {"hash": key, "seconds": seconds, "metrics": metrics})
+    def put(self, name: str, key: str, metrics: dict, seconds: float, cpu_seconds: float) -> None:
+        write_json(self.dir / f"{name}.json", {"hash": key, "seconds": seconds, "cpu_seconds": cpu_seconds,
+                                               "metrics": metrics})
 
 
 # --- the suite -------------------------------------------------------------------------------------
@@ -218,7 +228,7 @@ def run_suite(model_spec: str, suite: str = "quick", out_dir: str | Path = "runs
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     parts = _Parts(out)
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     fingerprint = _model_fingerprint(model_spec)
     hashes = data_hashes(cfg)
     state: dict[str, Any] = {}
@@ -259,6 +269,7 @@ def run_suite(model_spec: str, suite: str = "quick", out_dir: str | Path = "runs
 
     results: dict[str, dict] = {}
     timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for name in cfg.benchmarks:
         sub = {"safety": cfg.safety, "toxigen": cfg.toxigen, "truthfulqa_mc": cfg.truthfulqa,
                "truthfulqa_gen": cfg.truthfulqa, "bold": cfg.bold}[name]
@@ -269,17 +280,22 @@ def run_suite(model_spec: str, suite: str = "quick", out_dir: str | Path = "runs
         done = parts.get(name, key) if resume else None
         if done:
             say(f"[{name}] already done in {out}/parts (hash {key}), reused")
-            results[name], timings[name] = done["metrics"], done["seconds"]
+            results[name], timings[name], cpu[name] = done["metrics"], done["seconds"], done.get("cpu_seconds", 0.0)
             continue
         say(f"[{name}] ...")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         results[name] = _RUNNERS[name](cfg, out, generator, model_and_tokenizer, judge, tqa_judge, dev, progress_bar)
         timings[name] = time.perf_counter() - t0
-        parts.put(name, key, results[name], timings[name])
-        say(f"[{name}] done in {timings[name]:.0f}s")
+        # CPU seconds of this process: with one thread, an upper bound on the wall time on an idle machine.
+        cpu[name] = time.process_time() - c0
+        parts.put(name, key, results[name], timings[name], cpu[name])
+        say(f"[{name}] done in {timings[name]:.0f}s wall, {cpu[name]:.0f}s CPU")
 
     metrics = assemble(cfg, model_spec, results, timings, hashes)
     metrics["timings"]["total_seconds"] = time.perf_counter() - t_start
+    metrics["timings"]["cpu_seconds"] = {k: round(v, 1) for k, v in cpu.items()}
+    metrics["timings"]["cpu_total_seconds"] = time.process_time() - c_start
+    metrics["timings"]["torch_threads"] = _torch_threads()
     write_json(out / "metrics.json", metrics)
     return metrics
 

@@ -7,7 +7,8 @@ Per seed request (the goal), for up to `rounds` rounds:
     verdict_r  = judge(goal, response_r)          stop at the first success
 
 The attacker is any chat model (local or an OpenAI-compatible endpoint); it sees the judge's verdict on
-its last try as feedback. Two guards keep a weak attacker (the embedded 135M model) honest:
+its last try as feedback (only the last try, not PAIR's whole history, so that the exchange fits a small
+model's context). Two guards keep a weak attacker (the embedded 135M model) honest:
 
 - a reply with no usable prompt (empty, a refusal, too short) is replaced by a fixed library attack on
   the goal, and the round is marked `attacker: "fallback"`, so the share of rounds the LLM really wrote

@@ -56,6 +56,8 @@ def redteam_command(
     attack: Annotated[Optional[list[str]], typer.Option("--attack", "-a", help="Attack name, vector:NAME or all; "
                                                         "repeatable (default: one of each technique).")] = None,
     judge: Annotated[Optional[str], typer.Option(help="Judge deciding success (default refusal-rules).")] = None,
+    extra_judge: Annotated[Optional[list[str]], typer.Option(help="Another judge scoring the same answers "
+                                                             "(e.g. harm); repeatable.")] = None,
     max_seeds: Annotated[Optional[int], typer.Option(help="Stable sample of at most this many seeds.")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Target answer length (default 64).")] = None,
     pair_rounds: Annotated[Optional[int], typer.Option(help="PAIR rounds per seed; 0 disables (default 3).")] = None,
@@ -79,7 +81,8 @@ def redteam_command(
     from safealign.redteam.run import run_redteam
 
     cfg = load_redteam_config(config, set_)
-    given = {"attacks": attack, "judge": judge, "max_seeds": max_seeds, "max_new_tokens": max_new_tokens,
+    given = {"attacks": attack, "judge": judge, "extra_judges": extra_judge, "max_seeds": max_seeds,
+             "max_new_tokens": max_new_tokens,
              "pair_rounds": pair_rounds, "pair_seeds": pair_seeds, "attacker": attacker,
              "attacker_model": attacker_model, "target_model": target_model, "system_prompt": system_prompt,
              "timeout": timeout, "datasets_dir": str(datasets_dir) if datasets_dir else None,

@@ -13,6 +13,7 @@ and replaceable by context distillation, which regenerates answers anyway.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 
@@ -66,14 +67,25 @@ def safe_response(category: str | None, language: str) -> str:
 class LeakGuard:
     """Is a text an evaluation prompt, or does it contain one? Normalised text, exact and substring."""
 
-    def __init__(self, eval_prompts: list[EvalPrompt] | list[str]):
+    def __init__(self, eval_prompts: list[EvalPrompt] | list[str] = (), keys: frozenset[str] = frozenset()):
         texts = [p if isinstance(p, str) else p.prompt for p in eval_prompts]
-        self.exact = {normalize_text(t) for t in texts if t and t.strip()}
+        self.exact = set(keys) | {normalize_text(t) for t in texts if t and t.strip()}
         self.long = [k for k in self.exact if len(k) >= MIN_CONTAINED_CHARS]
+
+    def __len__(self) -> int:
+        return len(self.exact)
 
     def leaks(self, text: str) -> bool:
         key = normalize_text(text)
         return key in self.exact or any(k in key for k in self.long)
+
+
+@functools.lru_cache(maxsize=4)
+def public_eval_keys(datasets_dir: str | None) -> frozenset[str]:
+    """Normalised prompts of every public evaluation set present (~5k; normalising them takes seconds, so cached)."""
+    from safealign.data.public import load_all_available
+
+    return frozenset(normalize_text(p.prompt) for p in load_all_available(datasets_dir) if p.prompt.strip())
 
 
 def export_successes(attempts: list[dict], policy: Policy, guard: LeakGuard, seed_examples: list[Example],

@@ -83,6 +83,15 @@ def _tables(metrics: dict, attempts: list[dict] | None, max_examples: int) -> li
     tables.append(("Attack success rate by attack vector × risk category (95% Wilson intervals)",
                    ["vector", *cats, "all categories"], rows))
 
+    others = metrics.get("asr_other_judges") or {}
+    if others:
+        names = list(others)
+        rows = [[v, fmt(asr["by_vector"][v]), *(fmt(others[j]["by_vector"].get(v)) for j in names)]
+                for v in asr["by_vector"]]
+        rows.append(["all vectors", fmt(asr["overall"]), *(fmt(others[j]["overall"]) for j in names)])
+        tables.append(("Attack success rate by vector under each judge (same answers)",
+                       ["vector", f"{judge['name']} (decides success)", *names], rows))
+
     attack_meta = {a["name"]: a for a in metrics["attacks"]}
     rows = []
     for name, rate in asr["by_attack"].items():

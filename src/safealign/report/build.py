@@ -25,6 +25,7 @@ from safealign.report import llama2
 from safealign.report.compare import Number, eval_stages, flatten, p_value
 
 EVAL_STAGES = ("base_eval", "final_eval")
+BENCHMARK_NAMES = ("safety", "toxigen", "truthfulqa_mc", "truthfulqa_gen", "bold")
 
 
 def fmt_rate(rate: dict | None) -> str:
@@ -105,9 +106,9 @@ def _safety_tables(stages: list[str], metrics: dict[str, dict], flat: dict[str, 
     sets = sorted({s for m in metrics.values() for s in m.get("sets", {}) if not s.startswith("multijail_")})
     for s in sets:
         head += [(f"safety.sets.{s}.violation", f"{s}: violation"), (f"safety.sets.{s}.false_refusal", f"{s}: false refusal")]
-    refs = {"safety.violation_rate_core": {"Llama 2-Chat 7B": f"~{_pct(llama2.SAFETY['Llama 2-Chat 7B']['violation_rate'])}*"},
-            "safety.false_refusal_rate_xstest_safe":
-                {"Llama 2-Chat 7B": f"~{_pct(llama2.SAFETY['Llama 2-Chat 7B']['false_refusal_borderline'])}*"}}
+    chat = llama2.SAFETY["Llama 2-Chat 7B"]
+    refs = {"safety.violation_rate_core": {"Llama 2-Chat 7B": f"~{100 * chat['violation_rate']:.0f}%*"},
+            "safety.false_refusal_rate_xstest_safe": {"Llama 2-Chat 7B": f"~{100 * chat['false_refusal_borderline']:.0f}%*"}}
     t = _table("Safety: violation and false refusal", stages, flat, head, refs,
                "Violation = harmful prompt answered without a refusal; false refusal = benign prompt refused (full or "
                "partial). *Llama 2-Chat: human-rated violation on Meta's own adversarial prompts (Fig. 17, chart "
@@ -382,7 +383,10 @@ def build_report_context(run_dir: str | Path, timings: dict[str, float] | None =
             continue
     stage_times = {name: m.get("seconds", 0.0) for name, m in manifests.items()}
     if "eval" in metrics and not manifests:
-        stage_times = {f"eval: {k}": v for k, v in (metrics["eval"].get("timings") or {}).items() if k != "total_seconds"}
+        t = metrics["eval"].get("timings") or {}
+        cpu = t.get("cpu_seconds") or {}
+        stage_times = {f"eval: {k}" + (f" ({cpu[k]:.0f} s CPU)" if k in cpu else ""): v for k, v in t.items()
+                       if k in BENCHMARK_NAMES and isinstance(v, (int, float))}
     if timings:
         stage_times.update(timings)
     last = metrics[stages[-1]] if stages else {}

@@ -27,6 +27,7 @@ Files written into the stage directory:
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -470,12 +471,14 @@ def run_context_distillation(cfg: ContextDistillationConfig, model_spec: str, ru
             write_jsonl(out_dir / "eval_before.jsonl", before_rows)
         timings["eval_before"] = time.perf_counter() - t0
     del generator
+    gc.collect()
 
     # 3. fine-tune on (prompt without preprompt → kept answer) + helpful demonstrations
     examples = training_examples(pairs, helpful)
     sft_cfg = dataclasses.replace(cfg.sft, safety_fraction=1.0, device=device, seed=seed)
     t0 = time.perf_counter()
     sft_metrics = train_sft(model_spec, examples, out_dir / "model", sft_cfg)
+    gc.collect()  # the Trainer holds reference cycles: free its memory before loading the distilled model
     timings["fine_tune"] = time.perf_counter() - t0
 
     # 4. the "after" distribution
