@@ -36,6 +36,8 @@ def test_run_writes_contract_and_skips_finished_stages(tiny_model_dir, tiny_data
         assert manifest["status"] == "complete" and manifest["hash"] and manifest["seconds"] >= 0
     assert (run_dir / "final" / "model.safetensors").exists()
     assert (run_dir / "report.html").exists() and "Violation rate" in (run_dir / "report.md").read_text()
+    assert "Audit of the fine-tuning mix" in (run_dir / "report.md").read_text()
+    assert result["stages"]["data"]["audit"]["documents"] == result["stages"]["data"]["train"]
     assert "config hash" in (run_dir / "config.yaml").read_text()
     head = result["stages"]["final_eval"]["headline"]
     assert head["violation_rate_core"]["n"] == 4  # 2 XSTest unsafe + 2 AdvBench

@@ -131,9 +131,14 @@ class Runner:
         cfg = self.cfg
 
         def work(tmp: Path) -> dict:
+            from safealign.audit import headline, run_audit
+
             write_jsonl(tmp / "train.jsonl", [e.as_dict() for e in train])
             write_jsonl(tmp / "dev.jsonl", [e.as_dict() for e in dev])
-            return {"train": len(train), "dev": len(dev),
+            # Llama 2 audited its training data before training; we audit the fine-tuning mix (PII,
+            # pronouns, identity terms, languages; toxicity off here: the judge costs minutes on first use).
+            audit = headline(run_audit([tmp / "train.jsonl"], tmp / "audit", toxicity_sample=0.0))
+            return {"train": len(train), "dev": len(dev), "audit": audit,
                     "train_adversarial": sum(e.is_safety for e in train),
                     "train_benign": sum(not e.is_safety for e in train),
                     "train_borderline": sum(e.borderline for e in train),
