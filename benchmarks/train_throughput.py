@@ -5,7 +5,8 @@ plain PyTorch loop.
 
 - ours: `safealign.train.sft` (TRL SFTTrainer, our CPU config: fp32, no gradient checkpointing, LoRA);
 - trl_default: SFTTrainer with SFTConfig's defaults (bf16 + gradient checkpointing), full fine-tuning;
-- plain_loop: a hand-written loop doing what ours does (same LoRA model, batches, completion-only loss).
+- plain_loop: a hand-written loop doing what ours does (same LoRA model, length-sorted batches, completion-only
+  loss).
 Tokens/s counts non-padding tokens per optimiser step, after one warm-up step. The ratio ours/plain_loop
 is the overhead of going through TRL. Writes benchmarks/results/train_throughput.json.
 """
@@ -78,6 +79,8 @@ def plain_loop(model, tok, rows, batch_size: int, steps: int, lr: float) -> dict
         prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
         full = list(full["input_ids"] if hasattr(full, "keys") else full)[: cfg.max_length]
         encoded.append((full, len(prompt)))
+    # Batches of similar length, as ours gets from group_by_length: the ratio then measures TRL's overhead only.
+    encoded.sort(key=lambda e: len(e[0]), reverse=True)
     times, tokens = [], []
     for step in range(steps + 1):
         batch = encoded[(step * batch_size) % len(encoded):][:batch_size]

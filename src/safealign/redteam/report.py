@@ -122,7 +122,7 @@ def _tables(metrics: dict, attempts: list[dict] | None, max_examples: int) -> li
     exp = metrics.get("export")
     if exp:
         tables.append(("Successful attacks exported as adversarial seed prompts", ["quantity", "count"],
-                       [[k.replace("_", " "), str(v)] for k, v in exp.items()]))
+                       [[k.replace("_", " "), "–" if v is None else str(v)] for k, v in exp.items()]))
 
     if attempts and max_examples:
         wins = [a for a in attempts if a.get("success") and a["phase"] != "replay"]
