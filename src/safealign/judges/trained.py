@@ -106,7 +106,7 @@ class Recipe:
     """Scale features to unit variance before the fit (folded into the saved weights)."""
     tune_threshold: bool = False
     """Move the decision cut to the F1-best one (folded into the intercept); for rare positives."""
-    rules_outside_english: bool = False
+    rules_override: bool = False
     """Answers that do not look English, or that open with "I can't/won't …", get the rules' verdict: the
     classifier never saw another language, and misreads declines that go on to explain the risk."""
 
@@ -119,7 +119,7 @@ RECIPES = {
     "refusal": Recipe(
         "refusal", 3, "refusal", L.load_xstest_completions, response_rule_features,
         ("none", "full", "partial"), 4.0, "logo", "leave-one-source-model-out over the 5 XSTest models",
-        rules_outside_english=True,
+        rules_override=True,
     ),
     "harm": Recipe(
         "harm", 2, "harm", L.load_do_not_answer, pair_features,
@@ -223,7 +223,7 @@ def cross_validate(recipe: Recipe, X: np.ndarray, y: np.ndarray, groups: np.ndar
     P = np.zeros((len(y), len(recipe.classes)))
     for train, test in _splits(recipe, groups):
         P[test] = fit_head(X[train], y[train], recipe.C, seed, recipe.standardize).predict_proba(X[test])
-    if recipe.rules_outside_english and responses is not None:
+    if recipe.rules_override and responses is not None:
         P = defer_to_rules(P, responses)
     score = positive_prob(P)
     y_bin = (y > 0).astype(int)
@@ -358,7 +358,7 @@ class TrainedJudge(Judge):
         if not responses:
             return np.zeros((0, len(self.recipe.classes)))
         P = head.predict_proba(self.recipe.features(prompts, responses).astype(np.float64))
-        return defer_to_rules(P, responses) if self.recipe.rules_outside_english else P
+        return defer_to_rules(P, responses) if self.recipe.rules_override else P
 
     def validation(self, datasets_dir: str | None = None) -> dict | None:
         if datasets_dir is not None and datasets_dir != self.datasets_dir:
