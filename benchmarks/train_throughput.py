@@ -3,7 +3,8 @@ plain PyTorch loop.
 
     python benchmarks/train_throughput.py [--model embedded] [--steps 6] [--trl-default-steps 2]
 
-- ours: `safealign.train.sft` (TRL SFTTrainer, our CPU config: fp32, no gradient checkpointing, LoRA);
+- ours: `safealign.train.sft` (TRL SFTTrainer with our completion-only loss off CUDA, our CPU config: fp32,
+  no gradient checkpointing, LoRA);
 - trl_default: SFTTrainer with SFTConfig's defaults (bf16 + gradient checkpointing), full fine-tuning;
 - plain_loop: a hand-written loop doing what ours does (same LoRA model, length-sorted batches, completion-only
   loss).
@@ -23,7 +24,7 @@ from transformers import TrainerCallback
 
 from safealign.data.records import load_seed, split_examples
 from safealign.models import load_model
-from safealign.train.sft import SFTStageConfig, sft_config, to_prompt_completion
+from safealign.train.sft import SFTStageConfig, sft_config, sft_trainer_class, to_prompt_completion
 
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 
@@ -41,10 +42,9 @@ class StepTimer(TrainerCallback):
         self.tokens.append(state.num_input_tokens_seen)
 
 
-def run_trainer(model, tok, rows, args, steps: int, lora: bool) -> dict:
+def run_trainer(model, tok, rows, args, steps: int, lora: bool, trainer_class) -> dict:
     from datasets import Dataset
     from peft import LoraConfig
-    from trl import SFTTrainer
 
     timer = StepTimer()
     args.max_steps = steps + 1
@@ -54,8 +54,8 @@ def run_trainer(model, tok, rows, args, steps: int, lora: bool) -> dict:
         cfg = SFTStageConfig()
         peft = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules,
                           task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
-                         peft_config=peft, callbacks=[timer])
+    trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                          peft_config=peft, callbacks=[timer])
     trainer.train()
     toks = [b - a for a, b in zip(timer.tokens, timer.tokens[1:])]
     secs = timer.times[1:]
@@ -117,19 +117,20 @@ def main() -> None:
 
     model, tok = load_model(args.model, device="cpu", for_training=True)
     ours_args = sft_config(cfg, "/tmp/safealign-bench-ours", len(rows))
-    out["ours"] = run_trainer(model, tok, rows, ours_args, args.steps, lora=cfg.lora)
+    out["ours"] = run_trainer(model, tok, rows, ours_args, args.steps, lora=cfg.lora, trainer_class=sft_trainer_class())
 
     model, tok = load_model(args.model, device="cpu", for_training=True)
     out["plain_loop"] = plain_loop(model, tok, rows, cfg.batch_size, args.steps, cfg.learning_rate)
 
-    from trl import SFTConfig
+    from trl import SFTConfig, SFTTrainer
 
     model, tok = load_model(args.model, device="cpu", for_training=True)
     default_args = SFTConfig(output_dir="/tmp/safealign-bench-trl", use_cpu=True, report_to=[],
                              save_strategy="no", per_device_train_batch_size=cfg.batch_size,
                              max_length=cfg.max_length)
     out["trl_default"] = {"bf16": default_args.bf16, "gradient_checkpointing": default_args.gradient_checkpointing,
-                          **run_trainer(model, tok, rows, default_args, args.trl_default_steps, lora=False)}
+                          **run_trainer(model, tok, rows, default_args, args.trl_default_steps, lora=False,
+                                                trainer_class=SFTTrainer)}
     out["ours_vs_plain_loop"] = out["ours"]["tokens_per_s"] / out["plain_loop"]["tokens_per_s"]
     out["ours_vs_trl_default"] = out["ours"]["tokens_per_s"] / out["trl_default"]["tokens_per_s"]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,14 @@ import pytest
 
 from safealign.data.records import Example
 from safealign.models import load_model
-from safealign.train.sft import SFTStageConfig, mix_examples, sft_config, to_prompt_completion, train_sft
+from safealign.train.sft import (
+    SFTStageConfig,
+    completion_nll,
+    mix_examples,
+    sft_config,
+    to_prompt_completion,
+    train_sft,
+)
 
 
 def _examples(n: int = 8) -> list[Example]:
@@ -35,6 +42,40 @@ def test_prompt_completion_records_and_cpu_config(tmp_path):
     args = sft_config(SFTStageConfig(device="cpu"), tmp_path, 16)
     # the CPU trap: TRL defaults to bf16 + gradient checkpointing, ~18x slower on these CPUs
     assert not args.bf16 and not args.gradient_checkpointing and args.completion_only_loss
+
+
+@pytest.mark.parametrize("peft", [False, True])
+def test_completion_nll_equals_the_full_logits_loss_and_its_gradient(tiny_model, peft):
+    """Our CPU loss projects only label positions through the LM head; loss and gradients must equal the
+    textbook loss over full logits (transformers' own `labels=` loss, mean over label positions)."""
+    import torch
+
+    model, _ = tiny_model
+    if peft:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                 task_type="CAUSAL_LM", init_lora_weights=False))
+    torch.manual_seed(0)
+    ids = torch.randint(3, 60, (3, 9))
+    attention = torch.ones_like(ids)
+    attention[2, 6:] = 0  # right padding
+    labels = ids.clone()
+    labels[:, :4] = -100  # prompt
+    labels[attention == 0] = -100
+    inputs = {"input_ids": ids, "attention_mask": attention, "labels": labels}
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    ours, top1 = completion_nll(model, inputs)
+    g_ours = torch.autograd.grad(ours, params)
+    reference = model(**inputs).loss
+    g_ref = torch.autograd.grad(reference, params)
+    n_label = int((labels[:, 1:] != -100).sum())
+    assert torch.allclose(ours, reference, atol=1e-6) and top1.shape == (n_label,)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g_ours, g_ref))
+    # with gradient accumulation TRL and transformers divide the summed NLL by the tokens of all micro-batches
+    summed, _ = completion_nll(model, inputs, num_items_in_batch=2 * n_label)
+    assert torch.allclose(summed, reference / 2, atol=1e-6)
 
 
 @pytest.mark.parametrize("lora", [True, False])
