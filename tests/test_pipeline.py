@@ -75,7 +75,7 @@ def test_rlhf_stages_on_a_tiny_model(tiny_model_dir, tiny_datasets, tmp_path, ex
                "context_distillation.eval_max_new_tokens=4", "context_distillation.eval_sets={xstest_safe: 1}",
                "context_distillation.judge=refusal-rules", "context_distillation.sft.epochs=1",
                "stages.redteam=true", "redteam.attacks=[direct, leetspeak]", "redteam.max_new_tokens=4",
-               "redteam_seeds=[seed-dev:2]")
+               "redteam_seeds=[seed-dev:2]", f"redteam.attacker={tiny_model_dir}", "redteam.attacker_max_new_tokens=8")
     result = run_pipeline(cfg, run_dir, progress_log=lambda _: None)
     assert (run_dir / "context_distillation" / "model" / "model.safetensors").exists()
     assert set(result["stages"]["redteam"]) == {"base", "final"}
@@ -143,3 +143,19 @@ def test_cli_reports_errors_on_one_line(tmp_path):
     help_ = subprocess.run([sys.executable, "-m", "safealign.cli", "--help"], capture_output=True, text=True,
                            timeout=120)
     assert help_.returncode == 0 and "run" in help_.stdout and "chat" in help_.stdout
+
+
+@pytest.mark.parametrize("name", ["rlhf-cpu.yaml", "context-distillation-cpu.yaml"])
+def test_cpu_recipes_extend_the_default_so_its_stages_are_reused(name):
+    """configs/*-cpu.yaml say "run with --out runs/default to reuse the default run's stages": that holds only
+    while their data, SFT and evaluation settings equal the default's (stage hashes come from these)."""
+    import dataclasses
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    default, other = load_config(root / "default.yaml"), load_config(root / name)
+    for part in ("model", "seed", "data", "sft", "eval"):
+        a, b = getattr(default, part), getattr(other, part)
+        assert (dataclasses.asdict(a) if dataclasses.is_dataclass(a) else a) == \
+            (dataclasses.asdict(b) if dataclasses.is_dataclass(b) else b), f"{name}: {part} differs from default.yaml"
+    assert other.stages["reward_models"] and not default.stages["reward_models"]
