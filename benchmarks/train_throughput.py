@@ -130,7 +130,7 @@ def main() -> None:
                              max_length=cfg.max_length)
     out["trl_default"] = {"bf16": default_args.bf16, "gradient_checkpointing": default_args.gradient_checkpointing,
                           **run_trainer(model, tok, rows, default_args, args.trl_default_steps, lora=False,
-                                                trainer_class=SFTTrainer)}
+                                        trainer_class=SFTTrainer)}
     out["ours_vs_plain_loop"] = out["ours"]["tokens_per_s"] / out["plain_loop"]["tokens_per_s"]
     out["ours_vs_trl_default"] = out["ours"]["tokens_per_s"] / out["trl_default"]["tokens_per_s"]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

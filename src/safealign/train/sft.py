@@ -7,8 +7,8 @@ while the helpful ones stay fixed (Llama 2's safety-data scaling experiment vari
 Off CUDA the loss is ours (`completion_nll`, in `sft_trainer_class`): TRL's fused LM head scores only the
 completion positions with a Triton kernel, but without Triton it scores every position (prompt and padding)
 in 32k-vocabulary tiles, with entropy and top-1 statistics, and recomputes each tile in the backward pass:
-measured 129.5 non-padding tokens/s against 199.5 for a plain PyTorch loop on 2 CPU cores
-(benchmarks/train_throughput.py). On CUDA, TRL's path is used unchanged.
+measured 129.5 non-padding tokens/s through it against 199.5 for a plain PyTorch loop on 2 CPU cores, and
+220.9 against 214.8 with ours (benchmarks/train_throughput.py). On CUDA, TRL's path is used unchanged.
 """
 
 from __future__ import annotations
