@@ -73,7 +73,7 @@ def completion_nll(model, inputs: dict, num_items_in_batch=None) -> tuple[torch.
     (TRL's and transformers' token-level normalisation across gradient accumulation) or, without it, by the
     number of label positions. Only those positions go through the LM head, so prompt and padding tokens cost
     the backbone and nothing more. Returns (loss, top-1 hits per label position)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT: the LoRA-injected model
+    base = _unwrap(model)
     fwd = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
     hidden = base.base_model(**fwd, use_cache=False).last_hidden_state[:, :-1]
     labels = inputs["labels"][:, 1:]
@@ -81,14 +81,18 @@ def completion_nll(model, inputs: dict, num_items_in_batch=None) -> tuple[torch.
     targets = labels[mask]
     logits = base.get_output_embeddings()(hidden[mask]).float()
     nll = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
-    denom = mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+    denom = mask.sum() if num_items_in_batch is None else num_items_in_batch
     return nll / torch.as_tensor(denom, device=nll.device).clamp(min=1), logits.detach().argmax(-1) == targets
+
+
+def _unwrap(model):
+    """The model under a PEFT wrapper (its LoRA layers injected in place), or the model itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _plain_head(model) -> bool:
     """True when the LM head is a plain projection (no logit scale or soft-capping that TRL's head applies)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    text = base.config.get_text_config()
+    text = _unwrap(model).config.get_text_config()
     return not any(getattr(text, a, None) for a in ("final_logit_softcapping", "logit_scale", "output_multiplier",
                                                      "lm_head_multiplier", "logits_scaling"))
 
@@ -99,7 +103,9 @@ def sft_trainer_class():
 
     class CompletionLossSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if inputs["input_ids"].is_cuda or return_outputs or "labels" not in inputs or not _plain_head(model):
+            if not hasattr(self, "_plain_head"):  # a property of the model: decided once, not every step
+                self._plain_head = _plain_head(model)
+            if inputs["input_ids"].is_cuda or return_outputs or "labels" not in inputs or not self._plain_head:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             mode = "train" if self.model.training else "eval"
             loss, top1 = completion_nll(model, inputs, num_items_in_batch)
