@@ -10,6 +10,7 @@ from safealign.train.sft import (
     SFTStageConfig,
     completion_nll,
     mix_examples,
+    opening_weights,
     sft_config,
     to_prompt_completion,
     train_sft,
@@ -76,6 +77,35 @@ def test_completion_nll_equals_the_full_logits_loss_and_its_gradient(tiny_model,
     # with gradient accumulation TRL and transformers divide the summed NLL by the tokens of all micro-batches
     summed, _ = completion_nll(model, inputs, num_items_in_batch=2 * n_label)
     assert torch.allclose(summed, reference / 2, atol=1e-6)
+
+
+def test_opening_weights_mark_the_first_answer_tokens_of_each_row():
+    import torch
+
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [0, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 1]], dtype=torch.bool)
+    w = opening_weights(mask, opening_tokens=2, opening_weight=5.0)
+    # row 0: 4 answer tokens → 5 5 1 1; row 1: 2 → 5 5; row 2: 1 → 5
+    assert w.tolist() == [5.0, 5.0, 1.0, 1.0, 5.0, 5.0, 5.0]
+
+
+def test_completion_nll_weights_the_opening_tokens_by_hand(tiny_model):
+    """Weighted loss = (w·NLL of the first k answer tokens + NLL of the rest) / number of answer tokens."""
+    import torch
+
+    model, _ = tiny_model
+    torch.manual_seed(1)
+    ids = torch.randint(3, 60, (2, 8))
+    labels = ids.clone()
+    labels[:, :3] = -100
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    with torch.no_grad():
+        logp = model(input_ids=ids).logits[:, :-1].float().log_softmax(-1)
+    nll = -logp.gather(-1, ids[:, 1:, None])[..., 0][:, 2:]  # answer tokens: positions 3..7, predicted from 2..6
+    by_hand = (3.0 * nll[:, :2].sum() + nll[:, 2:].sum()) / nll.numel()
+    with torch.no_grad():
+        ours, _ = completion_nll(model, inputs, opening_tokens=2, opening_weight=3.0)
+        plain, _ = completion_nll(model, inputs)
+    assert torch.allclose(ours, by_hand, atol=1e-5) and torch.allclose(plain, nll.mean(), atol=1e-5)
 
 
 @pytest.mark.parametrize("lora", [True, False])

@@ -50,6 +50,11 @@ class SFTStageConfig:
     weight_decay: float = 0.0
     safety_fraction: float = 1.0
     """Share of adversarial demonstrations kept (0..1); helpful demonstrations are always all kept."""
+    opening_tokens: int = 0
+    opening_weight: float = 1.0
+    """Weight of the first `opening_tokens` answer tokens in the loss (1.0: plain NLL). The comply-or-decline
+    decision is made in an answer's opening words, a few tokens among ~100; weighting them makes the
+    classification part of the objective count (Qi et al. 2024 weight the first tokens to the same end)."""
     group_by_length: bool = True
     """Batch examples of similar length (less padding): measured 89 → 150 non-padding tokens/s on 2 CPU cores."""
     seed: int = 0
@@ -68,11 +73,20 @@ def mix_examples(examples: list[Example], safety_fraction: float, seed: int = 0)
     return [e for e in examples if not e.is_safety or e.id in keep]
 
 
-def completion_nll(model, inputs: dict, num_items_in_batch=None) -> tuple[torch.Tensor, torch.Tensor]:
+def opening_weights(mask: torch.Tensor, opening_tokens: int, opening_weight: float) -> torch.Tensor:
+    """Per label position (the True entries of `mask`, row-major): `opening_weight` for the first
+    `opening_tokens` label positions of each row, 1 after them."""
+    rank = mask.long().cumsum(dim=1)[mask]
+    return torch.where(rank <= opening_tokens, opening_weight, 1.0)
+
+
+def completion_nll(model, inputs: dict, num_items_in_batch=None, opening_tokens: int = 0,
+                   opening_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token NLL summed over the label positions (labels != -100), divided by `num_items_in_batch`
     (TRL's and transformers' token-level normalisation across gradient accumulation) or, without it, by the
     number of label positions. Only those positions go through the LM head, so prompt and padding tokens cost
-    the backbone and nothing more. Returns (loss, top-1 hits per label position)."""
+    the backbone and nothing more. The first `opening_tokens` label positions of each row count
+    `opening_weight` times. Returns (loss, top-1 hits per label position)."""
     base = _unwrap(model)
     fwd = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
     hidden = base.base_model(**fwd, use_cache=False).last_hidden_state[:, :-1]
@@ -80,7 +94,10 @@ def completion_nll(model, inputs: dict, num_items_in_batch=None) -> tuple[torch.
     mask = labels != -100
     targets = labels[mask]
     logits = base.get_output_embeddings()(hidden[mask]).float()
-    nll = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+    nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    if opening_tokens > 0 and opening_weight != 1.0:
+        nll = nll * opening_weights(mask, opening_tokens, opening_weight).to(nll.dtype)
+    nll = nll.sum()
     denom = mask.sum() if num_items_in_batch is None else num_items_in_batch
     return nll / torch.as_tensor(denom, device=nll.device).clamp(min=1), logits.detach().argmax(-1) == targets
 
@@ -97,18 +114,22 @@ def _plain_head(model) -> bool:
                                                      "lm_head_multiplier", "logits_scaling"))
 
 
-def sft_trainer_class():
-    """TRL's SFTTrainer, with `completion_nll` as the loss off CUDA (see the module docstring)."""
+def sft_trainer_class(opening_tokens: int = 0, opening_weight: float = 1.0):
+    """TRL's SFTTrainer, with `completion_nll` as the loss off CUDA (see the module docstring), and on CUDA
+    too when the opening tokens are weighted (TRL's loss has no such weights)."""
     from trl import SFTTrainer
+
+    weighted = opening_tokens > 0 and opening_weight != 1.0
 
     class CompletionLossSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not hasattr(self, "_plain_head"):  # a property of the model: decided once, not every step
                 self._plain_head = _plain_head(model)
-            if inputs["input_ids"].is_cuda or return_outputs or "labels" not in inputs or not self._plain_head:
+            if ((inputs["input_ids"].is_cuda and not weighted) or return_outputs or "labels" not in inputs
+                    or not self._plain_head):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             mode = "train" if self.model.training else "eval"
-            loss, top1 = completion_nll(model, inputs, num_items_in_batch)
+            loss, top1 = completion_nll(model, inputs, num_items_in_batch, opening_tokens, opening_weight)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes
             self._metrics[mode]["mean_token_accuracy"].append(top1.float().mean().item() if top1.numel() else 0.0)
@@ -169,8 +190,9 @@ def train_sft(model_spec: str | Path, examples: list[Example], out_dir: str | Pa
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
         args = sft_config(cfg, tmp / "trainer", len(mixed))
-        trainer = sft_trainer_class()(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
-                                      peft_config=peft_config)
+        trainer_class = sft_trainer_class(cfg.opening_tokens, cfg.opening_weight)
+        trainer = trainer_class(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
+                                peft_config=peft_config)
         t0 = time.perf_counter()
         result = trainer.train()
         seconds = time.perf_counter() - t0
