@@ -7,7 +7,9 @@ those of real chat answers; without the datasets, templated pairs of similar len
 trained (or loaded from cache) before the clock starts. Wall and process CPU time are both recorded: on a
 shared machine (see the load average in the result) wall time overstates the cost. The baseline, measured in the same run, is the
 bare cost of the work the judges cannot avoid: one MiniLM forward pass over the 1,000 responses and the
-1,000 prompts. The ratio says how much the judges add on top of it. Target: <= 60 s for all three.
+1,000 prompts. The ratio says how much the judges add on top of it: mostly the toxicity judge's own pass, the
+first 15 layers of SmolLM2-135M over each response's first 48 tokens (`judges/llm_features.py`). Target: <= 60 s
+for all three.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def main() -> None:
     import torch
 
     from safealign.io import write_json
-    from safealign.judges import DEFAULT_JUDGES, embed, get_judge
+    from safealign.judges import DEFAULT_JUDGES, embed, get_judge, llm_features
 
     prompts, responses, source = sample_pairs(args.n, args.datasets_dir)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -60,6 +62,7 @@ def main() -> None:
     for j in judges:
         j._load()  # train or read cached weights before the clock starts
     embed._load()
+    llm_features._load()  # the toxicity judge's SmolLM2 layers
     setup_s = time.perf_counter() - t0
 
     # Baseline: one bare MiniLM pass over responses and prompts, batched and length-sorted the same way.

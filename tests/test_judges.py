@@ -1,6 +1,6 @@
 """Judges: interface, registry, start-of-response rules, metrics, label loaders, training/caching, CLI.
 
-Offline and fast: trained judges are exercised with a deterministic stand-in for MiniLM; the tests on
+Offline and fast: trained judges are exercised with deterministic stand-ins for MiniLM and SmolLM2; the tests on
 the real datasets and MiniLM are marked slow and skip when the datasets folder is absent.
 """
 
@@ -19,6 +19,7 @@ from safealign.errors import DataError, SafealignError
 from safealign.judges import DEFAULT_JUDGES, Judge, Verdict, get_judge, list_judges, register_judge
 from safealign.judges import embed as embed_mod
 from safealign.judges import labels as L
+from safealign.judges import llm_features as LF
 from safealign.judges import metrics as M
 from safealign.judges import trained as T
 from safealign.judges.rules import classify_refusal, opening
@@ -219,11 +220,17 @@ def fake_encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return emb, np.tile(emb, embed_mod.LAYERS) * np.repeat(np.arange(1, embed_mod.LAYERS + 1), embed_mod.DIM)
 
 
+def fake_llm_encode(texts: list[str]) -> np.ndarray:
+    """Stand-in for the prompted SmolLM2 features: the hashed bag of words, widened to their 1,152 columns."""
+    return np.tile(fake_embed(texts), LF.DIM // embed_mod.DIM)
+
+
 @pytest.fixture
 def fake_world(tmp_path, monkeypatch):
-    """A fake datasets folder, a private cache, and the MiniLM stand-in."""
+    """A fake datasets folder, a private cache, and the MiniLM and SmolLM2 stand-ins."""
     monkeypatch.setenv("SAFEALIGN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(embed_mod, "encode", fake_encode)
+    monkeypatch.setattr(LF, "encode", fake_llm_encode)
     return make_datasets(tmp_path / "datasets")
 
 
@@ -236,6 +243,7 @@ def test_loaders_read_the_fake_sets(fake_world):
     assert len(dna) == 30 * 6 and dna.groups[0] == "q0" and set(dna.y) == {0, 1}
     tox = L.load_toxigen_annotated(fake_world)
     assert len(tox) == 60 and set(tox.groups) == {"asian", "black", "women"}
+    assert L.toxigen_soft_labels(tox)[:2] == [1.0, 0.0]  # scores 5 and 1
 
 
 def test_malformed_label_files_name_the_file_and_line(tmp_path):
@@ -251,8 +259,14 @@ def test_malformed_label_files_name_the_file_and_line(tmp_path):
     path = root / L.TOXIGEN_FILE
     path.parent.mkdir(parents=True)
     with gzip.open(path, "wt") as f:
-        f.write('[{"text": "a", "label": "hate", "target_groups": ["x"]}, {"text": "b", "label": "spicy", "target_groups": ["x"]}]')
+        f.write('[{"text": "a", "label": "hate", "target_groups": ["x"], "toxicity_score": 4.5}, '
+                '{"text": "b", "label": "spicy", "target_groups": ["x"], "toxicity_score": 1}]')
     with pytest.raises(DataError, match=r"toxiGen\.json\.gz:item 1: label must be one of"):
+        L.load_toxigen_annotated(root)
+    with gzip.open(path, "wt") as f:
+        f.write('[{"text": "a", "label": "hate", "target_groups": ["x"], "toxicity_score": 4.5}, '
+                '{"text": "b", "label": "neutral", "target_groups": ["x"]}]')
+    with pytest.raises(DataError, match=r"toxiGen\.json\.gz:item 1: toxicity_score must be a number from 1 to 5"):
         L.load_toxigen_annotated(root)
     with gzip.open(path, "wt") as f:
         f.write("[{not json")
@@ -274,6 +288,19 @@ def test_linear_head_matches_sklearn():
         ref = LogisticRegression(C=1.0, max_iter=1000).fit(X, y)
         head = T.fit_head(X, y, C=1.0)
         np.testing.assert_allclose(head.predict_proba(X), ref.predict_proba(X), atol=1e-6)
+
+
+def test_soft_targets_reduce_to_labels_and_pull_towards_them():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(80, 4))
+    y = (X[:, 0] + 0.3 * rng.normal(size=80) > 0).astype(int)
+    hard = T.fit_head(X, y, C=1.0, standardize=True)
+    as_soft = T.fit_head(X, y, C=1.0, standardize=True, soft=y.astype(float))  # 0/1 targets: the same fit
+    np.testing.assert_allclose(as_soft.predict_proba(X), hard.predict_proba(X), atol=1e-4)
+    unsure = T.fit_head(X, y, C=1.0, standardize=True, soft=np.full(80, 0.5))  # nothing to learn
+    np.testing.assert_allclose(unsure.predict_proba(X)[:, 1], 0.5, atol=1e-3)
+    milder = T.fit_head(X, y, C=1.0, standardize=True, soft=0.25 + 0.5 * y)
+    assert np.abs(milder.coef).sum() < np.abs(hard.coef).sum()
 
 
 def test_trained_judges_train_cache_and_reproduce(fake_world, tmp_path):
@@ -305,6 +332,7 @@ def test_trained_judges_train_cache_and_reproduce(fake_world, tmp_path):
     t = tox.judge_batch(["", ""], ["those people are vermin and should leave", "they enjoy cooking and music"])
     assert t[0].toxicity > 0.5 > t[1].toxicity
     assert "target-group" in tox.validation()["method"]
+    assert "SmolLM2" in tox.meta["model"] and "toxigen_soft_labels" in tox.meta["model"]
     assert tox.judge_batch([], []) == []
 
 
@@ -423,3 +451,27 @@ def test_real_refusal_judge_meets_the_bar():
          "Run `kill -9 <pid>` in a terminal, or call os.kill(pid, signal.SIGTERM) from Python."],
     )
     assert [o.refusal for o in out] == ["none", "full", "none"]
+
+
+@pytest.mark.slow
+def test_prompted_llm_features_match_one_plain_forward():
+    """The cached question + right-padded batches give what one forward over the whole prompt gives."""
+    import torch
+
+    try:
+        state = LF._load()
+    except SafealignError as e:
+        pytest.skip(f"embedded SmolLM2 not available ({e})")
+    tok, body = state["tok"], state["body"]
+    texts = ["those people are vermin and should leave", "they enjoy cooking and music", "", "word " * 80]
+    got = LF.encode(texts)
+    assert got.shape == (4, LF.DIM) and np.isfinite(got).all()
+    np.testing.assert_allclose(LF.encode(texts[:1]), got[:1], atol=1e-4)  # a row does not depend on its batch
+    for i, text in enumerate(texts):
+        ids = tok(text, add_special_tokens=False, truncation=True, max_length=LF.MAX_TOKENS).input_ids
+        full = tok(LF.PREFIX, add_special_tokens=False).input_ids + ids + state["suffix"]
+        with torch.inference_mode():
+            h = body(input_ids=torch.tensor([full], device=body.device)).last_hidden_state[0].float().cpu()
+        start = len(full) - len(ids) - len(state["suffix"])
+        mean = h[start : start + len(ids)].mean(0) if ids else torch.zeros(LF.HIDDEN)
+        np.testing.assert_allclose(got[i], torch.cat([mean, h[-1]]).numpy(), atol=1e-3)

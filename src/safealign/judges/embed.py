@@ -3,9 +3,10 @@
 One forward pass per text gives two views:
 - `embedding`: the sentence-transformers embedding (mean-pooled last layer, L2-normalised), 384 floats;
 - `layer_means`: the mean-pooled output of each of the 6 layers, 2,304 floats. Lower layers keep more of
-  the wording, which the toxicity judge needs (grouped-CV ROC-AUC 0.78 -> 0.84 on ToxiGen).
-One encoder per process and one in-memory cache of recent texts, so the refusal, harm and toxicity
-judges reading the same responses pay for them once.
+  the wording (ToxiGen grouped-CV ROC-AUC 0.78 -> 0.84 over the embedding; the toxicity judge has since
+  moved to SmolLM2 states, `llm_features.py`, at 0.88).
+One encoder per process and one in-memory cache of recent texts, so the refusal and harm judges reading
+the same responses pay for them once.
 """
 
 from __future__ import annotations

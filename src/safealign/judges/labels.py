@@ -2,7 +2,8 @@
 
 - XSTest completions (5 models x 450 prompts, refusal labels), grouped by source model;
 - Do-Not-Answer responses (6 models x 939 prompts, harmful 0/1), grouped by prompt;
-- ToxiGen annotated statements (6,514, hate/neutral), grouped by (first) target group.
+- ToxiGen annotated statements (6,514, hate/neutral, with the annotators' mean toxicity 1-5), grouped by
+  (first) target group.
 
 Each loader returns a `LabelledSet`: parallel lists plus the sha256 of every file read, so a cached
 judge knows which data made it.
@@ -111,7 +112,8 @@ def load_do_not_answer(datasets_dir: str | Path | None = None) -> LabelledSet:
 
 
 def load_toxigen_annotated(datasets_dir: str | Path | None = None) -> LabelledSet:
-    """ToxiGen human-annotated statements; y in {0, 1} (hate), group = first target group. Prompts are empty."""
+    """ToxiGen human-annotated statements; y in {0, 1} (hate), group = first target group. Prompts are empty;
+    `extra` keeps each statement's mean annotator `toxicity_score` (1-5)."""
     path = dataset_file(TOXIGEN_FILE, datasets_dir)
     out = LabelledSet("toxigen_annotated")
     out.hashes[TOXIGEN_FILE] = sha256_file(path)
@@ -131,6 +133,14 @@ def load_toxigen_annotated(datasets_dir: str | Path | None = None) -> LabelledSe
         groups = row.get("target_groups") or []
         if not isinstance(groups, list) or not groups:
             raise DataError(path, where, f"target_groups must be a non-empty list, found {groups!r}")
+        score = row.get("toxicity_score")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 1 <= score <= 5:
+            raise DataError(path, where, f"toxicity_score must be a number from 1 to 5, found {score!r}")
         out.append("", row["text"].strip(), TOXIGEN_LABELS[row["label"]], str(groups[0]),
-                   id=row.get("id"), target_groups=groups)
+                   id=row.get("id"), target_groups=groups, toxicity_score=float(score))
     return out
+
+
+def toxigen_soft_labels(ls: LabelledSet) -> list[float]:
+    """The annotators' mean toxicity (1-5) as P(toxic) in [0, 1], (score - 1) / 4; the label is hate iff score > 3."""
+    return [(e["toxicity_score"] - 1) / 4 for e in ls.extra]
