@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -111,19 +112,26 @@ def layer_means(texts: list[str]) -> np.ndarray:
 def cached(view: str, texts: list[str], cache_file: Path) -> np.ndarray:
     """`embed` or `layer_means` with an on-disk copy keyed by the texts: training sets are encoded once per machine."""
     fn = {"embedding": embed, "layer_means": layer_means}[view]
-    digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    path = cache_file.with_name(f"{cache_file.stem}-{view}-{MAX_TOKENS}-{digest}.npy")
     width = DIM if view == "embedding" else DIM * LAYERS
+    return cached_features(texts, cache_file, f"{view}-{MAX_TOKENS}", width, fn)
+
+
+def cached_features(texts: list[str], cache_file: Path, tag: str, width: int,
+                    compute: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """`compute(texts)` kept on disk beside `cache_file`, named by `tag` (the feature settings) and a digest of the
+    texts; a file of the wrong shape or a damaged one is recomputed."""
+    digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    path = cache_file.with_name(f"{cache_file.stem}-{tag}-{digest}.npy")
     if path.exists():
         try:
             arr = np.load(path)
             if arr.shape == (len(texts), width):
                 return arr
         except (OSError, ValueError):
-            pass  # a damaged cache file is recomputed
+            pass
     from safealign.io import atomic_path
 
-    arr = fn(texts)
+    arr = compute(texts)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, arr)
     return arr

@@ -110,18 +110,6 @@ def settings_key() -> str:
 
 def cached(texts: list[str], cache_file: Path) -> np.ndarray:
     """`encode` with an on-disk copy keyed by the texts and the settings: a training set is encoded once per machine."""
-    digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    path = cache_file.with_name(f"{cache_file.stem}-smollm2-{settings_key()}-{digest}.npy")
-    if path.exists():
-        try:
-            arr = np.load(path)
-            if arr.shape == (len(texts), DIM):
-                return arr
-        except (OSError, ValueError):
-            pass  # a damaged cache file is recomputed
-    from safealign.io import atomic_path
+    from safealign.judges.embed import cached_features
 
-    arr = encode(texts)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, arr)
-    return arr
+    return cached_features(texts, cache_file, f"smollm2-{settings_key()}", DIM, encode)
