@@ -215,11 +215,6 @@ def fake_embed(texts: list[str]) -> np.ndarray:
     return out / np.where(n == 0, 1, n)
 
 
-def fake_encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    emb = fake_embed(texts)
-    return emb, np.tile(emb, embed_mod.LAYERS) * np.repeat(np.arange(1, embed_mod.LAYERS + 1), embed_mod.DIM)
-
-
 def fake_llm_encode(texts: list[str]) -> np.ndarray:
     """Stand-in for the prompted SmolLM2 features: the hashed bag of words, widened to their 1,152 columns."""
     return np.tile(fake_embed(texts), LF.DIM // embed_mod.DIM)
@@ -229,7 +224,7 @@ def fake_llm_encode(texts: list[str]) -> np.ndarray:
 def fake_world(tmp_path, monkeypatch):
     """A fake datasets folder, a private cache, and the MiniLM and SmolLM2 stand-ins."""
     monkeypatch.setenv("SAFEALIGN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(embed_mod, "encode", fake_encode)
+    monkeypatch.setattr(embed_mod, "encode", fake_embed)
     monkeypatch.setattr(LF, "encode", fake_llm_encode)
     return make_datasets(tmp_path / "datasets")
 

