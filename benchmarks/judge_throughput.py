@@ -68,8 +68,8 @@ def main() -> None:
     # Baseline: one bare MiniLM pass over responses and prompts, batched and length-sorted the same way.
     embed._memo.clear()
     t0 = time.perf_counter()
-    embed.encode(responses)
-    embed.encode(prompts)
+    embed.embed(responses)
+    embed.embed(prompts)
     baseline_s = time.perf_counter() - t0
 
     embed._memo.clear()  # the judges start cold

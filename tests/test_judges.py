@@ -224,7 +224,7 @@ def fake_llm_encode(texts: list[str]) -> np.ndarray:
 def fake_world(tmp_path, monkeypatch):
     """A fake datasets folder, a private cache, and the MiniLM and SmolLM2 stand-ins."""
     monkeypatch.setenv("SAFEALIGN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(embed_mod, "encode", fake_embed)
+    monkeypatch.setattr(embed_mod, "embed", fake_embed)
     monkeypatch.setattr(LF, "encode", fake_llm_encode)
     return make_datasets(tmp_path / "datasets")
 

@@ -340,23 +340,10 @@ class TruthfulQAJudge:
 
 def _embed_on_disk(texts: list[str], tag: str) -> np.ndarray:
     """MiniLM embeddings of a training set, saved once per machine under cache_dir("judges")/features."""
-    from safealign.io import atomic_path
     from safealign.judges import embed
+    from safealign.judges.trained import features_on_disk
 
-    digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    path = cache_dir("judges") / "features" / f"tqa-{tag}-{digest}.npy"
-    if path.exists():
-        try:
-            arr = np.load(path)
-            if arr.shape == (len(texts), embed.DIM):
-                return arr
-        except (OSError, ValueError):
-            pass  # a damaged cache file is recomputed
-    arr = embed.embed(texts)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
-    return arr
+    return features_on_disk(texts, "tqa", tag, embed.DIM, embed.embed)
 
 
 class EmbeddingTruthfulQAJudge(TruthfulQAJudge):

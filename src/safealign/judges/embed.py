@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +72,9 @@ def _forward(texts: list[str]) -> np.ndarray:
     return torch.nn.functional.normalize(mean, p=2, dim=1).numpy().astype(np.float32)
 
 
-def encode(texts: list[str]) -> np.ndarray:
-    """(n, 384) embeddings; texts seen recently in this process are not re-encoded."""
+def embed(texts: list[str]) -> np.ndarray:
+    """(len(texts), 384) float32, L2-normalised: the sentence-transformers embedding of each text; texts seen
+    recently in this process are not re-encoded."""
     keys = [_key(t) for t in texts]
     todo = {k: t for k, t in zip(keys, texts) if k not in _memo}
     if todo:
@@ -90,34 +90,3 @@ def encode(texts: list[str]) -> np.ndarray:
     while len(_memo) > _CACHE_SIZE:
         _memo.popitem(last=False)
     return emb
-
-
-def embed(texts: list[str]) -> np.ndarray:
-    """(len(texts), 384) float32, L2-normalised: the sentence-transformers embedding of each text."""
-    return encode(texts)
-
-
-def cached(texts: list[str], cache_file: Path) -> np.ndarray:
-    """`embed` with an on-disk copy keyed by the texts: training sets are encoded once per machine."""
-    return cached_features(texts, cache_file, f"embedding-{MAX_TOKENS}", DIM, embed)
-
-
-def cached_features(texts: list[str], cache_file: Path, tag: str, width: int,
-                    compute: Callable[[list[str]], np.ndarray]) -> np.ndarray:
-    """`compute(texts)` kept on disk beside `cache_file`, named by `tag` (the feature settings) and a digest of the
-    texts; a file of the wrong shape or a damaged one is recomputed."""
-    digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    path = cache_file.with_name(f"{cache_file.stem}-{tag}-{digest}.npy")
-    if path.exists():
-        try:
-            arr = np.load(path)
-            if arr.shape == (len(texts), width):
-                return arr
-        except (OSError, ValueError):
-            pass
-    from safealign.io import atomic_path
-
-    arr = compute(texts)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, arr)
-    return arr

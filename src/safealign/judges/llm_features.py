@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from pathlib import Path
 
 import numpy as np
 
@@ -103,13 +102,7 @@ def encode(texts: list[str]) -> np.ndarray:
 
 
 def settings_key() -> str:
-    """Changes whenever the prompt, layer or length changes: part of the on-disk cache name."""
+    """Changes whenever the prompt, layer or length changes: part of the on-disk feature cache's name."""
     spec = "\x00".join([MODEL, str(LAYER), str(MAX_TOKENS), PREFIX, SUFFIX])
     return hashlib.sha256(spec.encode()).hexdigest()[:8]
 
-
-def cached(texts: list[str], cache_file: Path) -> np.ndarray:
-    """`encode` with an on-disk copy keyed by the texts and the settings: a training set is encoded once per machine."""
-    from safealign.judges.embed import cached_features
-
-    return cached_features(texts, cache_file, f"smollm2-{settings_key()}", DIM, encode)

@@ -27,6 +27,7 @@ Reproduce from one command: `safealign judge train --judge NAME --force` (seed 0
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -50,12 +51,34 @@ THRESHOLD = 0.5
 # --- features --------------------------------------------------------------------------------------
 
 
+def features_on_disk(texts: list[str], cache_name: str | None, tag: str, width: int,
+                     compute: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """`compute(texts)`; with a `cache_name`, kept on disk under `cache_dir("judges")/features` in a file named by
+    the feature settings (`tag`) and a digest of the texts, so training sets are encoded once per machine. A file
+    of the wrong shape or a damaged one is recomputed."""
+    if cache_name is None:
+        return compute(texts)
+    from safealign.io import atomic_path
+
+    digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    path = cache_dir("judges") / "features" / f"{cache_name}-{tag}-{digest}.npy"
+    if path.exists():
+        try:
+            arr = np.load(path)
+            if arr.shape == (len(texts), width):
+                return arr
+        except (OSError, ValueError):
+            pass
+    arr = compute(texts)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr)
+    return arr
+
+
 def _embedding(texts: list[str], cache_name: str | None = None) -> np.ndarray:
     from safealign.judges import embed
 
-    if cache_name is None:
-        return embed.embed(texts)
-    return embed.cached(texts, cache_dir("judges") / "features" / cache_name)
+    return features_on_disk(texts, cache_name, f"embedding-{embed.MAX_TOKENS}", embed.DIM, embed.embed)
 
 
 def rule_features(responses: list[str]) -> np.ndarray:
@@ -83,11 +106,9 @@ def pair_features(prompts, responses, cache=None):
 
 def prompted_llm_features(prompts, responses, cache=None):
     """SmolLM2 layer-15 states of the response asked about as a moderation question (`llm_features`)."""
-    from safealign.judges import llm_features
+    from safealign.judges import llm_features as LF
 
-    if cache is None:
-        return llm_features.encode(responses)
-    return llm_features.cached(responses, cache_dir("judges") / "features" / f"{cache}-responses")
+    return features_on_disk(responses, cache and f"{cache}-responses", f"smollm2-{LF.settings_key()}", LF.DIM, LF.encode)
 
 
 # --- recipes ---------------------------------------------------------------------------------------
@@ -282,8 +303,6 @@ def cross_validate(recipe: Recipe, X: np.ndarray, y: np.ndarray, groups: np.ndar
 
 
 def _data_key(hashes: dict[str, str]) -> str:
-    import hashlib
-
     return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:12]
 
 
