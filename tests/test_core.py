@@ -62,9 +62,9 @@ def test_config_overrides_and_unknown_keys(tmp_path):
 def test_policy_has_the_recipe_categories_and_vectors(tmp_path):
     p = load_policy()
     assert p.categories == ["illicit_criminal", "hateful_harmful", "unqualified_advice"]
-    for sub in ("terrorism", "theft", "trafficking", "weapons", "fraud", "cybercrime", "drugs"):
+    for sub in ("terrorism", "theft", "trafficking", "weapons", "fraud", "cybercrime", "drugs", "violence"):
         assert p.category_of(sub) == "illicit_criminal"
-    for sub in ("hate_discrimination", "harassment", "defamation", "self_harm", "eating_disorders",
+    for sub in ("hate_discrimination", "harassment", "privacy", "defamation", "self_harm", "eating_disorders",
                 "dangerous_challenges"):
         assert p.category_of(sub) == "hateful_harmful"
     assert p.subcategories("unqualified_advice") == ["medical", "financial", "legal"]

@@ -64,6 +64,17 @@ def test_pool_keeps_the_best_answer_across_all_rounds():
     assert (pool["q"]["response"], pool["q"]["iteration"]) == ("f", 2)
 
 
+def test_safety_floor_drops_unsafe_bests_on_safety_prompts_only():
+    unsafe_best = {**_row("p", 1, ["comply", "decline"], [0.6, 0.5]), "safety": [0.2, 0.9]}
+    benign = {**_row("b", 1, ["short", "helpful"], [0.3, 0.8]), "is_safety": False, "safety": [0.9, 0.1]}
+    all_unsafe = {**_row("q", 1, ["x", "y"], [0.7, 0.6]), "safety": [0.1, 0.3]}
+    pool = pool_best({}, [unsafe_best, benign, all_unsafe], min_safety=0.5)
+    assert pool["p"]["response"] == "decline"  # the higher gated reward fell below the floor
+    assert pool["b"]["response"] == "helpful"  # benign prompts: no floor
+    assert "q" not in pool  # no sample reached the floor: the prompt sits this round out
+    assert pool_best({}, [all_unsafe])["q"]["response"] == "x"  # without a floor: plain best-of-K
+
+
 def _examples(n: int = 6) -> list[Example]:
     out = []
     for i in range(n):

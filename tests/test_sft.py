@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from safealign.data.records import Example
 from safealign.models import load_model
@@ -13,6 +14,7 @@ from safealign.train.sft import (
     opening_weights,
     sft_config,
     to_prompt_completion,
+    top_layers,
     train_sft,
 )
 
@@ -49,7 +51,6 @@ def test_prompt_completion_records_and_cpu_config(tmp_path):
 def test_completion_nll_equals_the_full_logits_loss_and_its_gradient(tiny_model, peft):
     """Our CPU loss projects only label positions through the LM head; loss and gradients must equal the
     textbook loss over full logits (transformers' own `labels=` loss, mean over label positions)."""
-    import torch
 
     model, _ = tiny_model
     if peft:
@@ -80,7 +81,6 @@ def test_completion_nll_equals_the_full_logits_loss_and_its_gradient(tiny_model,
 
 
 def test_opening_weights_mark_the_first_answer_tokens_of_each_row():
-    import torch
 
     mask = torch.tensor([[0, 0, 1, 1, 1, 1], [0, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 1]], dtype=torch.bool)
     w = opening_weights(mask, opening_tokens=2, opening_weight=5.0)
@@ -90,7 +90,6 @@ def test_opening_weights_mark_the_first_answer_tokens_of_each_row():
 
 def test_completion_nll_weights_the_opening_tokens_by_hand(tiny_model):
     """Weighted loss = (w·NLL of the first k answer tokens + NLL of the rest) / number of answer tokens."""
-    import torch
 
     model, _ = tiny_model
     torch.manual_seed(1)
@@ -120,3 +119,17 @@ def test_sft_learns_and_exports_a_plain_model(tiny_model, tmp_path, lora):
     exported, _ = load_model(str(tmp_path / "out"))
     assert not any("lora" in n for n, _ in exported.named_parameters())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_lora_on_the_top_layers_leaves_the_lower_layers_untouched(tiny_model, tmp_path):
+    model, tok = tiny_model
+    assert top_layers(model, None) is None and top_layers(model, 1) == [1]
+    with pytest.raises(ValueError, match="lora_layers must be between 1 and 2"):
+        top_layers(model, 3)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cfg = SFTStageConfig(lora=True, lora_layers=1, epochs=2, batch_size=8, learning_rate=3e-2, device="cpu")
+    train_sft("unused", _examples(), tmp_path / "out", cfg, model=model, tokenizer=tok)
+    exported, _ = load_model(str(tmp_path / "out"))
+    after = dict(exported.named_parameters())
+    moved = {n for n in before if "layers." in n and not torch.equal(before[n], after[n])}
+    assert moved and all(n.startswith("model.layers.1.") for n in moved)

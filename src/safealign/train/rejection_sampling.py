@@ -62,6 +62,11 @@ class RejectionSamplingConfig:
     `latest`: continue from the previous round's model."""
     min_response_chars: int = 1
     """Responses shorter than this never become the kept answer (an empty answer can score well on safety)."""
+    min_safety: float | None = 0.5
+    """On safety prompts a sample is kept only if the safety RM scores it at least this (None: no floor). The
+    best of K unsafe answers is still unsafe: without a floor, fine-tuning on it taught the SFT model to
+    comply (dev violation 10.3% → 13.8% on the 1,090-record data). Prompts with no sample above it are left
+    out of the round (their earlier pooled answer, if any, stays)."""
     sft: SFTStageConfig = field(default_factory=_rs_sft_default)
     """Fine-tuning settings (the SFT stage's); its `seed` and `device` are overridden by this config's."""
     seed: int = 0
@@ -200,9 +205,12 @@ def sample_and_score(generator, prompts: Sequence[Example], reward: RewardFn, cf
     return rows
 
 
-def best_of(row: dict[str, Any], min_chars: int = 1) -> dict[str, Any] | None:
-    """The highest-reward sample of a prompt (first on ties), ignoring responses shorter than `min_chars`."""
+def best_of(row: dict[str, Any], min_chars: int = 1, min_safety: float | None = None) -> dict[str, Any] | None:
+    """The highest-reward sample of a prompt (first on ties), ignoring responses shorter than `min_chars`
+    and, on safety prompts scored with R_s, those whose safety score is below `min_safety`."""
     ok = [j for j, t in enumerate(row["responses"]) if len(t.strip()) >= min_chars]
+    if min_safety is not None and row["is_safety"] and row.get("safety") is not None:
+        ok = [j for j in ok if row["safety"][j] >= min_safety]
     if not ok:
         return None
     j = max(ok, key=lambda j: row["rewards"][j])
@@ -211,12 +219,12 @@ def best_of(row: dict[str, Any], min_chars: int = 1) -> dict[str, Any] | None:
 
 
 def pool_best(pool: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any]],
-              min_chars: int = 1) -> dict[str, dict[str, Any]]:
+              min_chars: int = 1, min_safety: float | None = None) -> dict[str, dict[str, Any]]:
     """Best answer per prompt across every iteration so far: a new round's best replaces the pooled one
     only when it scores higher (ties keep the older answer)."""
     out = dict(pool)
     for row in rows:
-        best = best_of(row, min_chars)
+        best = best_of(row, min_chars, min_safety)
         if best is not None and (row["id"] not in out or best["reward"] > out[row["id"]]["reward"]):
             out[row["id"]] = best
     return out
@@ -284,11 +292,12 @@ def run_rejection_sampling(model_spec: str | Path, prompts: Sequence[Example], r
             t0 = time.perf_counter()
             rows = sample_and_score(make_generator(current), chosen, reward, cfg, it)
             t_sample = time.perf_counter() - t0
-            new_pool = pool_best(pool, rows, cfg.min_response_chars)
+            new_pool = pool_best(pool, rows, cfg.min_response_chars, cfg.min_safety)
             examples = pool_examples(new_pool, by_id)
             if not examples:
-                raise SafealignError(f"rejection sampling round {it}: every sample was shorter than "
-                                     f"min_response_chars={cfg.min_response_chars}")
+                raise SafealignError(f"rejection sampling round {it}: no sample kept (each was shorter than "
+                                     f"min_response_chars={cfg.min_response_chars} or, on a safety prompt, "
+                                     f"scored below min_safety={cfg.min_safety})")
             base = str(model_spec) if cfg.finetune_from == "initial" else current
             with atomic_path(it_dir) as tmp:
                 tmp.mkdir(parents=True)
@@ -296,7 +305,7 @@ def run_rejection_sampling(model_spec: str | Path, prompts: Sequence[Example], r
                 sft_metrics = train_sft(base, examples, tmp / "model", sft_cfg)
                 summary = {"sample_seconds": t_sample, "sft": sft_metrics}
                 write_json(tmp / "round.json", {"fingerprint": fingerprint, "summary": summary})
-        pool = pool_best(pool, rows, cfg.min_response_chars)
+        pool = pool_best(pool, rows, cfg.min_response_chars, cfg.min_safety)
         current = str(it_dir / "model")
         curve = reward_vs_n([r["rewards"] for r in rows])
         curves[f"round {it}"] = curve

