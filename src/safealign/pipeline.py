@@ -196,10 +196,12 @@ class Runner:
                                       threshold=self.cfg.reward_models.gate_threshold, lazy=False)
         return self._gated
 
-    def rejection_sampling(self, model: ModelRef, rm_hash: str, data_hash: str) -> ModelRef:
+    def rejection_sampling(self, model: ModelRef, rm_hash: str, data_hash: str, heldout: bool = True) -> ModelRef:
+        """`heldout`: also measure the mean greedy reward on held-out prompts before and after (off when
+        stage evaluations measure it on the whole dev split anyway)."""
         cfg = self.cfg
         rs = dataclasses.replace(cfg.rlhf.rejection_sampling, device=cfg.device, seed=cfg.seed)
-        config = {"rs": dataclasses.asdict(rs), "heldout": cfg.rlhf.heldout_prompts}
+        config = {"rs": dataclasses.asdict(rs), "heldout": cfg.rlhf.heldout_prompts if heldout else 0}
         inputs = {"model": model.hash, "reward_models": rm_hash, "data": data_hash}
         work_dir = self.run_dir / ".work" / f"rejection_sampling-{stable_hash([config, inputs])}"
 
@@ -208,7 +210,7 @@ class Runner:
 
             train = _load_examples_jsonl(self.run_dir / "data" / "train.jsonl")
             return run_rejection_sampling(model.spec, train, self.gated_reward(), tmp, rs,
-                                          heldout=self.heldout(), work_dir=work_dir)
+                                          heldout=self.heldout() if heldout else None, work_dir=work_dir)
 
         h = self.stage("rejection_sampling", config, inputs, work)
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -426,12 +428,14 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress_log: Callable[[str], 
     if evals and model != base:
         r.evaluate("sft_eval", model, dev, data_hash, cfg.stage_eval, rm_hash)
     if rm_hash and on("rejection_sampling", True):
-        model = r.rejection_sampling(model, rm_hash, data_hash)
+        model = r.rejection_sampling(model, rm_hash, data_hash, heldout=not evals)
         if evals:
             r.evaluate("rejection_sampling_eval", model, dev, data_hash, cfg.stage_eval, rm_hash)
     if rm_hash and on("rl", True):
         model = r.rl(model, rm_hash, data_hash)
-        if evals:
+        # When RL trains the final model, the final evaluation (dev split and gated reward included) is its
+        # stage evaluation: a second pass over the same dev prompts would cost minutes for nothing new.
+        if evals and not (on("final_eval", True) and not on("context_distillation", False)):
             r.evaluate(f"{cfg.rlhf.algorithm}_eval", model, dev, data_hash, cfg.stage_eval, rm_hash)
     if rm_hash and on("context_distillation", False):
         model = r.context_distillation(model, rm_hash, data_hash)
