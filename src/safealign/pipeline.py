@@ -435,7 +435,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress_log: Callable[[str], 
         model = r.rl(model, rm_hash, data_hash)
         # When RL trains the final model, the final evaluation (dev split and gated reward included) is its
         # stage evaluation: a second pass over the same dev prompts would cost minutes for nothing new.
-        if evals and not (on("final_eval", True) and not on("context_distillation", False)):
+        final_eval_is_rl_eval = on("final_eval", True) and not on("context_distillation", False)
+        if evals and not final_eval_is_rl_eval:
             r.evaluate(f"{cfg.rlhf.algorithm}_eval", model, dev, data_hash, cfg.stage_eval, rm_hash)
     if rm_hash and on("context_distillation", False):
         model = r.context_distillation(model, rm_hash, data_hash)

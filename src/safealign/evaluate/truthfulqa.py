@@ -338,14 +338,6 @@ class TruthfulQAJudge:
         return None
 
 
-def _embed_on_disk(texts: list[str], tag: str) -> np.ndarray:
-    """MiniLM embeddings of a training set, saved once per machine under cache_dir("judges")/features."""
-    from safealign.judges import embed
-    from safealign.judges.trained import features_on_disk
-
-    return features_on_disk(texts, "tqa", tag, embed.DIM, embed.embed)
-
-
 class EmbeddingTruthfulQAJudge(TruthfulQAJudge):
     """Logistic regression on MiniLM features, trained on TruthfulQA's human-labelled judge-training file."""
 
@@ -375,11 +367,13 @@ class EmbeddingTruthfulQAJudge(TruthfulQAJudge):
 
     def features(self, questions: list[str], answers: list[str], cache: bool = False) -> np.ndarray:
         from safealign.judges import embed
+        from safealign.judges.trained import features_on_disk
 
         def emb(texts, tag):
             # Unique texts, sorted: the truth and info files share their 15,799 answers and embed them once.
             uniq = sorted(set(texts))
-            vecs = _embed_on_disk(uniq, tag) if cache else embed.embed(uniq)
+            # with `cache`, saved once per machine under cache_dir("judges")/features
+            vecs = features_on_disk(uniq, "tqa" if cache else None, tag, embed.DIM, embed.embed)
             index = dict(zip(uniq, vecs))
             return np.stack([index[t] for t in texts]) if texts else np.zeros((0, embed.DIM), np.float32)
 
