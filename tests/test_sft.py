@@ -10,8 +10,11 @@ from safealign.models import load_model
 from safealign.train.sft import (
     SFTStageConfig,
     completion_nll,
+    decision_nll,
+    first_answer_tokens,
     mix_examples,
     opening_weights,
+    refusal_tokens,
     sft_config,
     to_prompt_completion,
     top_layers,
@@ -133,3 +136,62 @@ def test_lora_on_the_top_layers_leaves_the_lower_layers_untouched(tiny_model, tm
     after = dict(exported.named_parameters())
     moved = {n for n in before if "layers." in n and not torch.equal(before[n], after[n])}
     assert moved and all(n.startswith("model.layers.1.") for n in moved)
+
+
+def test_refusal_tokens_are_the_openings_adversarial_demonstrations_own():
+    # token 7 opens 3 of 4 declines and no benign answer; 9 opens one decline and two benign answers;
+    # None (a row truncated before its answer) has no vote
+    firsts = [7, 7, 7, 9, 9, 9, 11, None, 5]
+    safety = [True, True, True, True, False, False, False, True, False]
+    assert refusal_tokens(firsts, safety) == [7]
+    # 5 opens one decline in four, 25%: kept at min_share 0.25, dropped at 0.3
+    assert refusal_tokens([7, 7, 7, 5], [True, True, True, True], min_share=0.25) == [5, 7]
+    assert refusal_tokens([7, 7, 7, 5], [True, True, True, True], min_share=0.3) == [7]
+    with pytest.raises(ValueError, match="2 first tokens for 1 examples"):
+        refusal_tokens([1, 2], [True])
+
+
+def test_decision_nll_is_the_nll_of_the_own_class_mass_by_hand():
+    # probabilities 0.2, 0.6, 0.2 over a 3-token vocabulary; token 1 opens declines
+    logits = torch.log(torch.tensor([[1.0, 3.0, 1.0]] * 3))
+    loss = decision_nll(logits, torch.tensor([1, 0, 2]), torch.tensor([1]))
+    # decline row: the decline mass 0.6; answer rows: the answer mass 0.4, whichever answer token they open with
+    assert torch.allclose(loss, -torch.log(torch.tensor([0.6, 0.4, 0.4])), atol=1e-6)
+    # two decline tokens pool their mass: 0.8 for a decline row, 0.2 for an answer row
+    pooled = decision_nll(logits[:2], torch.tensor([0, 2]), torch.tensor([0, 1]))
+    assert torch.allclose(pooled, -torch.log(torch.tensor([0.8, 0.2])), atol=1e-6)
+
+
+def test_completion_nll_adds_the_decision_loss_at_each_rows_first_answer_token(tiny_model):
+    model, _ = tiny_model
+    torch.manual_seed(2)
+    ids = torch.randint(3, 60, (2, 8))
+    labels = ids.clone()
+    labels[0, :3] = -100
+    labels[1, :5] = -100
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    declines = torch.tensor([int(ids[0, 3]), 4])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits.float()
+        plain, _ = completion_nll(model, inputs)
+        ours, _ = completion_nll(model, inputs, decision_weight=2.0, refusal_ids=declines)
+    # first answer tokens: row 0 at position 3 (predicted from 2), row 1 at 5 (from 4)
+    first = decision_nll(torch.stack([logits[0, 2], logits[1, 4]]), torch.stack([ids[0, 3], ids[1, 5]]), declines)
+    n_label = int((labels[:, 1:] != -100).sum())
+    assert torch.allclose(ours, plain + 2.0 * first.sum() / n_label, atol=1e-5)
+
+
+def test_sft_with_the_decision_loss_reads_decline_tokens_off_the_data(tiny_model, tmp_path):
+    model, tok = tiny_model
+    cfg = SFTStageConfig(lora=False, epochs=2, batch_size=8, learning_rate=1e-2, decision_weight=5.0, device="cpu")
+    metrics = train_sft("unused", _examples(), tmp_path / "out", cfg, model=model, tokenizer=tok)
+    rows = [{"labels": [-100, -100, 3, 4]}, {"labels": [-100, 8]}, {"labels": [-100, -100]}]
+    assert first_answer_tokens(rows_as_columns(rows)) == [3, 8, None]
+    # every decline opens "I can't", every benign answer "Mix": one decline token, the opening of "I can't"
+    (decline,) = metrics["refusal_tokens"]
+    assert "I can't help with that.".startswith(tok.decode([decline]).strip())
+    assert not "Mix flour and water.".startswith(tok.decode([decline]).strip())
+
+
+def rows_as_columns(rows: list[dict]) -> dict:
+    return {"labels": [r["labels"] for r in rows]}

@@ -59,6 +59,16 @@ class SFTStageConfig:
     """Weight of the first `opening_tokens` answer tokens in the loss (1.0: plain NLL). The comply-or-decline
     decision is made in an answer's opening words, a few tokens among ~100; weighting them makes the
     classification part of the objective count (Qi et al. 2024 weight the first tokens to the same end)."""
+    decision_weight: float = 0.0
+    """Weight of the decline-or-answer loss at the first answer token (0: off): the NLL of the probability
+    mass of the row's class (declines: the tokens that open this data's declines, `refusal_tokens`; answers:
+    every other token) rather than of one token. A benign answer opens with one of hundreds of tokens ("The",
+    "1.", "Use"...) while declines open with one ("I"), so token NLL leaves a decline token the most likely
+    single token on many benign prompts, and greedy decoding picks it: after plain SFT, 30% of dev benign
+    prompts opened with a decline token while the decline mass on half of them was under 0.1. Measured on the
+    embedded model (README): weight 10 → XSTest safe refusal 30.4% → 18.8%, core violation 6.4% → 6.1%;
+    25 → 14.0% and 9.4%. A pairwise form (the answer token against the whole decline mass) at 10 overshot:
+    4.4% and 27.8%."""
     group_by_length: bool = True
     """Batch examples of similar length (less padding): measured 89 → 150 non-padding tokens/s on 2 CPU cores."""
     seed: int = 0
@@ -84,13 +94,42 @@ def opening_weights(mask: torch.Tensor, opening_tokens: int, opening_weight: flo
     return torch.where(rank <= opening_tokens, opening_weight, 1.0)
 
 
+def refusal_tokens(first_tokens: list[int | None], is_safety: list[bool], min_share: float = 0.01) -> list[int]:
+    """The answer-opening token ids with which this data declines ("I" of "I can't"), read off the data
+    rather than listed per tokenizer: those that open at least `min_share` of the adversarial demonstrations
+    and more of them than of the benign answers. The share keeps out the odd demonstration that opens with
+    its alternative ("Planning a trip..."). None (a row truncated before its answer) has no vote."""
+    if len(first_tokens) != len(is_safety):
+        raise ValueError(f"{len(first_tokens)} first tokens for {len(is_safety)} examples")
+    adversarial: dict[int, int] = {}
+    benign: dict[int, int] = {}
+    for token, safety in zip(first_tokens, is_safety):
+        if token is not None:
+            counts = adversarial if safety else benign
+            counts[token] = counts.get(token, 0) + 1
+    n = sum(adversarial.values())
+    return sorted(t for t, c in adversarial.items() if c >= min_share * n and c > benign.get(t, 0))
+
+
+def decision_nll(first_logits: torch.Tensor, first_targets: torch.Tensor, refusal_ids: torch.Tensor) -> torch.Tensor:
+    """Per row: −log of the probability mass of the class (decline: a token in `refusal_ids`; answer: any
+    other token) that the row's own first answer token belongs to."""
+    declines = torch.zeros(first_logits.shape[-1], dtype=torch.bool, device=first_logits.device)
+    declines[refusal_ids] = True
+    own_class = torch.where(declines[first_targets][:, None], declines, ~declines)
+    log_own = torch.logsumexp(first_logits.masked_fill(~own_class, float("-inf")), dim=-1)
+    return torch.logsumexp(first_logits, dim=-1) - log_own
+
+
 def completion_nll(model, inputs: dict, num_items_in_batch=None, opening_tokens: int = 0,
-                   opening_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                   opening_weight: float = 1.0, decision_weight: float = 0.0,
+                   refusal_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token NLL summed over the label positions (labels != -100), divided by `num_items_in_batch`
     (TRL's and transformers' token-level normalisation across gradient accumulation) or, without it, by the
     number of label positions. Only those positions go through the LM head, so prompt and padding tokens cost
     the backbone and nothing more. The first `opening_tokens` label positions of each row count
-    `opening_weight` times. Returns (loss, top-1 hits per label position)."""
+    `opening_weight` times; with `decision_weight`, each row's `decision_nll` at its first answer token is
+    added with that weight. Returns (loss, top-1 hits per label position)."""
     base = _unwrap(model)
     fwd = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
     hidden = base.base_model(**fwd, use_cache=False).last_hidden_state[:, :-1]
@@ -102,6 +141,9 @@ def completion_nll(model, inputs: dict, num_items_in_batch=None, opening_tokens:
     if opening_tokens > 0 and opening_weight != 1.0:
         nll = nll * opening_weights(mask, opening_tokens, opening_weight).to(nll.dtype)
     nll = nll.sum()
+    if decision_weight and refusal_ids is not None and len(refusal_ids):
+        first = mask.long().cumsum(dim=1)[mask] == 1
+        nll = nll + decision_weight * decision_nll(logits[first], targets[first], refusal_ids).sum()
     denom = mask.sum() if num_items_in_batch is None else num_items_in_batch
     return nll / torch.as_tensor(denom, device=nll.device).clamp(min=1), logits.detach().argmax(-1) == targets
 
@@ -118,25 +160,30 @@ def _plain_head(model) -> bool:
                                                      "lm_head_multiplier", "logits_scaling"))
 
 
-def sft_trainer_class(opening_tokens: int = 0, opening_weight: float = 1.0):
+def sft_trainer_class(opening_tokens: int = 0, opening_weight: float = 1.0, decision_weight: float = 0.0):
     """TRL's SFTTrainer, with `completion_nll` as the loss off CUDA (see the module docstring), and on CUDA
-    too when the opening tokens are weighted (TRL's loss has no such weights)."""
+    too when the opening tokens are weighted or the decision loss is on (TRL's loss has neither). Set the
+    trainer's `refusal_ids` (`refusal_tokens` of its data) for the decision loss."""
     from trl import SFTTrainer
 
-    weighted = opening_tokens > 0 and opening_weight != 1.0
+    weighted = (opening_tokens > 0 and opening_weight != 1.0) or decision_weight > 0
 
     class CompletionLossSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not hasattr(self, "_plain_head"):  # a property of the model: decided once, not every step
                 self._plain_head = _plain_head(model)
                 if weighted and not self._plain_head:
-                    log.warning("sft.opening_weight is not applied: this model's LM head is not a plain "
-                                "projection, so TRL's unweighted loss is used")
+                    log.warning("sft.opening_weight and sft.decision_weight are not applied: this model's LM "
+                                "head is not a plain projection, so TRL's unweighted loss is used")
             if ((inputs["input_ids"].is_cuda and not weighted) or return_outputs or "labels" not in inputs
                     or not self._plain_head):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             mode = "train" if self.model.training else "eval"
-            loss, top1 = completion_nll(model, inputs, num_items_in_batch, opening_tokens, opening_weight)
+            ids = getattr(self, "refusal_ids", None)
+            if ids is not None and ids.device != inputs["input_ids"].device:
+                ids = self.refusal_ids = ids.to(inputs["input_ids"].device)
+            loss, top1 = completion_nll(model, inputs, num_items_in_batch, opening_tokens, opening_weight,
+                                        decision_weight, ids)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes
             self._metrics[mode]["mean_token_accuracy"].append(top1.float().mean().item() if top1.numel() else 0.0)
@@ -208,9 +255,15 @@ def train_sft(model_spec: str | Path, examples: list[Example], out_dir: str | Pa
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
         args = sft_config(cfg, tmp / "trainer", len(mixed))
-        trainer_class = sft_trainer_class(cfg.opening_tokens, cfg.opening_weight)
+        trainer_class = sft_trainer_class(cfg.opening_tokens, cfg.opening_weight, cfg.decision_weight)
         trainer = trainer_class(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
                                 peft_config=peft_config)
+        declines = []
+        if cfg.decision_weight > 0:
+            declines = refusal_tokens(first_answer_tokens(trainer.train_dataset), [e.is_safety for e in mixed])
+            trainer.refusal_ids = torch.tensor(declines, dtype=torch.long)
+            log.info("decision loss: %d decline-opening tokens %s", len(declines),
+                     [tokenizer.decode([t]) for t in declines[:10]])
         t0 = time.perf_counter()
         result = trainer.train()
         seconds = time.perf_counter() - t0
@@ -230,5 +283,11 @@ def train_sft(model_spec: str | Path, examples: list[Example], out_dir: str | Pa
         "benign": sum(not e.is_safety for e in mixed), "steps": trainer.state.global_step,
         "train_loss": result.training_loss, "first_logged_loss": losses[0] if losses else None,
         "last_logged_loss": losses[-1] if losses else None, "seconds": seconds,
-        "config": asdict(cfg), "tokens_seen": n_tokens,
+        "config": asdict(cfg), "tokens_seen": n_tokens, "refusal_tokens": declines,
     }
+
+
+def first_answer_tokens(dataset) -> list[int | None]:
+    """The first label token of each row of a tokenized SFT dataset (its answer's first token; None when
+    truncation left the row no answer tokens)."""
+    return [next((t for t in labels if t != -100), None) for labels in dataset["labels"]]
