@@ -185,13 +185,8 @@ def test_sft_with_the_decision_loss_reads_decline_tokens_off_the_data(tiny_model
     model, tok = tiny_model
     cfg = SFTStageConfig(lora=False, epochs=2, batch_size=8, learning_rate=1e-2, decision_weight=5.0, device="cpu")
     metrics = train_sft("unused", _examples(), tmp_path / "out", cfg, model=model, tokenizer=tok)
-    rows = [{"labels": [-100, -100, 3, 4]}, {"labels": [-100, 8]}, {"labels": [-100, -100]}]
-    assert first_answer_tokens(rows_as_columns(rows)) == [3, 8, None]
+    assert first_answer_tokens({"labels": [[-100, -100, 3, 4], [-100, 8], [-100, -100]]}) == [3, 8, None]
     # every decline opens "I can't", every benign answer "Mix": one decline token, the opening of "I can't"
     (decline,) = metrics["refusal_tokens"]
     assert "I can't help with that.".startswith(tok.decode([decline]).strip())
     assert not "Mix flour and water.".startswith(tok.decode([decline]).strip())
-
-
-def rows_as_columns(rows: list[dict]) -> dict:
-    return {"labels": [r["labels"] for r in rows]}

@@ -64,8 +64,8 @@ class SFTStageConfig:
     mass of the row's class (declines: the tokens that open this data's declines, `refusal_tokens`; answers:
     every other token) rather than of one token. A benign answer opens with one of hundreds of tokens ("The",
     "1.", "Use"...) while declines open with one ("I"), so token NLL leaves a decline token the most likely
-    single token on many benign prompts, and greedy decoding picks it: after plain SFT, 30% of dev benign
-    prompts opened with a decline token while the decline mass on half of them was under 0.1. Measured on the
+    single token on many benign prompts, and greedy decoding picks it: on an SFT model without it 38% of dev benign
+    prompts opened with a decline token while their median decline mass was 0.08. Measured on the
     embedded model (README): weight 10 → XSTest safe refusal 30.4% → 18.8%, core violation 6.4% → 6.1%;
     25 → 14.0% and 9.4%. A pairwise form (the answer token against the whole decline mass) at 10 overshot:
     4.4% and 27.8%."""
@@ -262,6 +262,9 @@ def train_sft(model_spec: str | Path, examples: list[Example], out_dir: str | Pa
         if cfg.decision_weight > 0:
             declines = refusal_tokens(first_answer_tokens(trainer.train_dataset), [e.is_safety for e in mixed])
             trainer.refusal_ids = torch.tensor(declines, dtype=torch.long)
+            if not declines:
+                log.warning("sft.decision_weight is not applied: no answer-opening token opens more adversarial "
+                            "demonstrations than benign answers in this data")
             log.info("decision loss: %d decline-opening tokens %s", len(declines),
                      [tokenizer.decode([t]) for t in declines[:10]])
         t0 = time.perf_counter()
