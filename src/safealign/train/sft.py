@@ -17,6 +17,7 @@ import hashlib
 import logging
 import math
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -87,11 +88,15 @@ def mix_examples(examples: list[Example], safety_fraction: float, seed: int = 0)
     return [e for e in examples if not e.is_safety or e.id in keep]
 
 
+def answer_rank(mask: torch.Tensor) -> torch.Tensor:
+    """Per label position (the True entries of `mask`, row-major): its 1-based place in its row's answer."""
+    return mask.long().cumsum(dim=1)[mask]
+
+
 def opening_weights(mask: torch.Tensor, opening_tokens: int, opening_weight: float) -> torch.Tensor:
     """Per label position (the True entries of `mask`, row-major): `opening_weight` for the first
     `opening_tokens` label positions of each row, 1 after them."""
-    rank = mask.long().cumsum(dim=1)[mask]
-    return torch.where(rank <= opening_tokens, opening_weight, 1.0)
+    return torch.where(answer_rank(mask) <= opening_tokens, opening_weight, 1.0)
 
 
 def refusal_tokens(first_tokens: list[int | None], is_safety: list[bool], min_share: float = 0.01) -> list[int]:
@@ -101,14 +106,17 @@ def refusal_tokens(first_tokens: list[int | None], is_safety: list[bool], min_sh
     its alternative ("Planning a trip..."). None (a row truncated before its answer) has no vote."""
     if len(first_tokens) != len(is_safety):
         raise ValueError(f"{len(first_tokens)} first tokens for {len(is_safety)} examples")
-    adversarial: dict[int, int] = {}
-    benign: dict[int, int] = {}
-    for token, safety in zip(first_tokens, is_safety):
-        if token is not None:
-            counts = adversarial if safety else benign
-            counts[token] = counts.get(token, 0) + 1
-    n = sum(adversarial.values())
-    return sorted(t for t, c in adversarial.items() if c >= min_share * n and c > benign.get(t, 0))
+    pairs = [(t, safety) for t, safety in zip(first_tokens, is_safety) if t is not None]
+    adversarial = Counter(t for t, safety in pairs if safety)
+    benign = Counter(t for t, safety in pairs if not safety)
+    n = adversarial.total()
+    return sorted(t for t, c in adversarial.items() if c >= min_share * n and c > benign[t])
+
+
+def first_answer_tokens(dataset) -> list[int | None]:
+    """The first label token of each row of a tokenized SFT dataset (its answer's first token; None when
+    truncation left the row no answer tokens)."""
+    return [next((t for t in labels if t != -100), None) for labels in dataset["labels"]]
 
 
 def decision_nll(first_logits: torch.Tensor, first_targets: torch.Tensor, refusal_ids: torch.Tensor) -> torch.Tensor:
@@ -142,7 +150,7 @@ def completion_nll(model, inputs: dict, num_items_in_batch=None, opening_tokens:
         nll = nll * opening_weights(mask, opening_tokens, opening_weight).to(nll.dtype)
     nll = nll.sum()
     if decision_weight and refusal_ids is not None and len(refusal_ids):
-        first = mask.long().cumsum(dim=1)[mask] == 1
+        first = answer_rank(mask) == 1
         nll = nll + decision_weight * decision_nll(logits[first], targets[first], refusal_ids).sum()
     denom = mask.sum() if num_items_in_batch is None else num_items_in_batch
     return nll / torch.as_tensor(denom, device=nll.device).clamp(min=1), logits.detach().argmax(-1) == targets
@@ -166,16 +174,16 @@ def sft_trainer_class(opening_tokens: int = 0, opening_weight: float = 1.0, deci
     trainer's `refusal_ids` (`refusal_tokens` of its data) for the decision loss."""
     from trl import SFTTrainer
 
-    weighted = (opening_tokens > 0 and opening_weight != 1.0) or decision_weight > 0
+    own_loss_needed = (opening_tokens > 0 and opening_weight != 1.0) or decision_weight > 0
 
     class CompletionLossSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not hasattr(self, "_plain_head"):  # a property of the model: decided once, not every step
                 self._plain_head = _plain_head(model)
-                if weighted and not self._plain_head:
+                if own_loss_needed and not self._plain_head:
                     log.warning("sft.opening_weight and sft.decision_weight are not applied: this model's LM "
                                 "head is not a plain projection, so TRL's unweighted loss is used")
-            if ((inputs["input_ids"].is_cuda and not weighted) or return_outputs or "labels" not in inputs
+            if ((inputs["input_ids"].is_cuda and not own_loss_needed) or return_outputs or "labels" not in inputs
                     or not self._plain_head):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             mode = "train" if self.model.training else "eval"
@@ -288,9 +296,3 @@ def train_sft(model_spec: str | Path, examples: list[Example], out_dir: str | Pa
         "last_logged_loss": losses[-1] if losses else None, "seconds": seconds,
         "config": asdict(cfg), "tokens_seen": n_tokens, "refusal_tokens": declines,
     }
-
-
-def first_answer_tokens(dataset) -> list[int | None]:
-    """The first label token of each row of a tokenized SFT dataset (its answer's first token; None when
-    truncation left the row no answer tokens)."""
-    return [next((t for t in labels if t != -100), None) for labels in dataset["labels"]]
