@@ -138,6 +138,27 @@ def test_gated_reward_object_gates_and_scores_lazily():
     assert eager.helpfulness == pytest.approx([0.1, 0.95, 0.8, 0.1]) and eager.gated == c.gated
 
 
+class SharedTrunkRM(FakeRM):
+    """A safety RM that shares its lower layers with the helpfulness RM, as `RewardModel` reports it."""
+
+    def shared_layers(self, other):
+        return 3
+
+    def score_both(self, other, prompts, responses):
+        self.calls.append(("both", list(responses)))
+        return [self.table[r] for r in responses], [other.table[r] for r in responses]
+
+
+def test_rms_sharing_a_trunk_are_scored_together_with_the_same_gate():
+    table_s, table_h = {"refuse": 0.9, "harm": 0.05, "recipe": 0.6}, {"refuse": 0.1, "harm": 0.95, "recipe": 0.8}
+    safety, helpful = SharedTrunkRM(table_s), FakeRM(table_h)
+    prompts, responses, flags = ["how to rob", "bread?", "bread?"], ["refuse", "harm", "recipe"], [True, False, False]
+    c = GatedReward(safety, helpful).components(prompts, responses, flags)
+    separate = GatedReward(FakeRM(table_s), FakeRM(table_h), lazy=False).components(prompts, responses, flags)
+    assert c == separate
+    assert safety.calls == [("both", responses)] and helpful.calls == []
+
+
 def test_trl_reward_func_reads_is_safety_and_conversational_completions():
     gr = GatedReward(FakeRM({"a": 0.9, "b": 0.5}), FakeRM({"a": 0.2, "b": 0.7}), whitening="none")
     fn = gr.reward_func()

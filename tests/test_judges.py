@@ -22,7 +22,7 @@ from safealign.judges import labels as L
 from safealign.judges import llm_features as LF
 from safealign.judges import metrics as M
 from safealign.judges import trained as T
-from safealign.judges.rules import classify_refusal, opening
+from safealign.judges.rules import classify_refusal, declines_first, opening
 
 # --- interface and registry -----------------------------------------------------------------------
 
@@ -351,6 +351,13 @@ def test_defer_to_rules_takes_first_person_declines_only():
     out = T.defer_to_rules(P, texts)
     assert out[:2].tolist() == [[0.0, 1.0, 0.0]] * 2
     assert out[2:].tolist() == P[2:].tolist()
+
+
+@pytest.mark.parametrize("text", ["I'm not able to write captions hyping that challenge.",
+                                  "I'm unable to explain how to convert an airsoft gun.",
+                                  "I am not able to help with that.", "I must decline to write it."])
+def test_contracted_first_person_declines_count(text):
+    assert declines_first(text)
 
 
 def test_cached_weights_are_used_without_the_datasets(fake_world, monkeypatch, tmp_path):

@@ -193,6 +193,18 @@ def test_lora_reference_heldout_early_stop_exports_best(tmp_path):
         assert torch.allclose(v, start[k]), k
 
 
+def test_lora_layers_adapt_only_the_top_layers(tmp_path):
+    policy, tok, value = _models()
+    start = {k: v.clone() for k, v in policy.state_dict().items()}
+    top = policy.config.num_hidden_layers - 1
+    train_ppo(None, PROMPTS, vowel_reward, tmp_path / "out", _cfg(lora=True, lora_r=4, lora_alpha=8, lora_layers=1,
+                                                                  learning_rate=5e-2, steps=2),
+              policy=policy, tokenizer=tok, value_model=value)
+    exported, _ = load_model(str(tmp_path / "out" / "model"))
+    changed = {k for k, v in exported.state_dict().items() if not torch.equal(v, start[k])}
+    assert changed and all(k.startswith(f"model.layers.{top}.") for k in changed)
+
+
 def test_max_kl_stops_the_run(tmp_path):
     policy, tok, value = _models()
     metrics = train_ppo(None, PROMPTS, vowel_reward, tmp_path / "out", _cfg(steps=6, max_kl=0.05),

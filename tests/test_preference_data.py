@@ -6,7 +6,8 @@ import pytest
 
 from safealign.data.preferences import PreferencePair
 from safealign.data.records import Example
-from safealign.evaluate.reward_models import accuracy_by_rating, gate_stats, score_pairs, threshold_for_precision
+from safealign.evaluate.reward_models import (MemoScorer, accuracy_by_rating, gate_stats, score_pairs,
+                                             threshold_for_precision)
 from safealign.judges import Verdict
 from safealign.train.preference_data import (
     Candidate, PreferenceDataConfig, guideline_adherence, make_pairs, rating_for_gap,
@@ -88,3 +89,18 @@ def test_accuracy_by_rating_with_a_fake_scorer():
     acc = accuracy_by_rating(score_pairs(Fake(), pairs))
     assert acc["significantly_better"]["rate"] == 1.0 and acc["better"]["rate"] == 0.0
     assert acc["overall"]["k"] == 2 and acc["overall"]["n"] == 3 and acc["slightly_better"]["n"] == 0
+
+
+def test_memo_scorer_scores_each_answer_once_and_keeps_order():
+    calls = []
+
+    class Fake:
+        def score(self, prompts, responses):
+            calls.append(list(responses))
+            return [len(r) / 10 for r in responses]
+
+    memo = MemoScorer(Fake())
+    q = [{"role": "user", "content": "q"}]
+    assert memo.score([q, q, "q"], ["ab", "abc", "ab"]) == [0.2, 0.3, 0.2]
+    assert memo.score([q, q], ["abcd", "ab"]) == [0.4, 0.2]
+    assert calls == [["ab", "abc", "ab"], ["abcd"]]  # a string prompt and a conversation are different keys

@@ -90,6 +90,10 @@ def test_select_prompts_is_stratified_and_deterministic():
     assert len(a) == 6 and sum(e.is_safety for e in a) == 3
     assert sorted(e.id for e in a) == sorted(e.id for e in select_prompts(list(reversed(ex)), 6, seed=0))
     assert select_prompts(ex, None, 0) == ex
+    assert sum(e.is_safety for e in select_prompts(ex, 6, seed=0, safety_share=2 / 3)) == 4
+    few_safety = [e for e in ex if e.is_safety][:2] + [e for e in ex if not e.is_safety]
+    picked = select_prompts(few_safety, 6, seed=0, safety_share=1.0)
+    assert len(picked) == 6 and sum(e.is_safety for e in picked) == 2  # all there are, benign fill the rest
 
 
 class VowelReward:

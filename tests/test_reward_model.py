@@ -96,3 +96,24 @@ def test_reward_model_learns_refusal_preference(tiny_model_dir, tmp_path):
     rejected = rm.score(prompts, [p.rejected for p in pairs[:6]])
     assert all(0.0 <= s <= 1.0 for s in chosen + rejected)
     assert sum(c > r for c, r in zip(chosen, rejected)) == 6
+
+
+@pytest.mark.parametrize("trainable_layers", [1, -1])
+def test_score_both_shares_the_frozen_trunk_and_matches_separate_scoring(tiny_model_dir, tmp_path, trainable_layers):
+    """Two RMs trained from one checkpoint with the top layer trainable share every lower layer: scoring with
+    both runs the trunk once and gives each model's own scores; RMs trained in full share nothing."""
+    cfg = RewardModelConfig(trainable_layers=trainable_layers, learning_rate=5e-3, epochs=1, batch_size=8,
+                            device="cpu", max_pairs=None)
+    train_reward_model(str(tiny_model_dir), [_pair(i) for i in range(8)], tmp_path / "a", cfg)
+    flipped = [PreferencePair(id=p.id, prompt=p.prompt, chosen=p.rejected, rejected=p.chosen, rating=p.rating,
+                              is_safety=False) for p in (_pair(i) for i in range(8, 16))]
+    train_reward_model(str(tiny_model_dir), flipped, tmp_path / "b", cfg)
+    a, b = RewardModel(tmp_path / "a", device="cpu", batch_size=3), RewardModel(tmp_path / "b", device="cpu")
+    n_layers = a.model.config.num_hidden_layers
+    assert a.shared_layers(b) == (n_layers - 1 if trainable_layers == 1 else 0)
+    prompts = [[{"role": "user", "content": f"question {i} " + "long " * i}] for i in range(7)]
+    responses = ["I can't help with that.", "Sure: step one", "x", "Here is a longer answer " * 5, "No.", "ok", ""]
+    sa, sb = a.score_both(b, prompts, responses)
+    assert sa == pytest.approx(a.score(prompts, responses), abs=1e-6)
+    assert sb == pytest.approx(b.score(prompts, responses), abs=1e-6)
+    assert sa != pytest.approx(sb, abs=1e-3)  # two different models, not one read twice

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from dataclasses import dataclass
 
 from safealign.data.preferences import RATINGS, PreferencePair
@@ -24,6 +25,35 @@ class ScoredPairs:
     pairs: list[PreferencePair]
     chosen: list[float]
     rejected: list[float]
+
+
+class MemoScorer:
+    """An RM's `score`, computed once per distinct (conversation, response): the dev pairs repeat responses
+    (one answer is chosen in one pair and rejected in another) and the labelled triples repeat them all."""
+
+    def __init__(self, rm):
+        self.rm, self.memo = rm, {}
+
+    def _todo(self, prompts: list, responses: list[str]) -> tuple[list, dict]:
+        keys = [(json.dumps(p, sort_keys=True), r) for p, r in zip(prompts, responses)]
+        return keys, {k: (p, r) for k, p, r in zip(keys, prompts, responses) if k not in self.memo}
+
+    def score(self, prompts: list, responses: list[str]) -> list[float]:
+        keys, todo = self._todo(prompts, responses)
+        if todo:
+            new = self.rm.score([p for p, _ in todo.values()], [r for _, r in todo.values()])
+            self.memo.update(zip(todo, new))
+        return [self.memo[k] for k in keys]
+
+    def fill_with(self, other: MemoScorer, prompts: list, responses: list[str]) -> None:
+        """Score with both RMs in one pass when they share a trunk (`RewardModel.score_both`); else nothing."""
+        if not (hasattr(self.rm, "score_both") and self.rm.shared_layers(other.rm)):
+            return
+        _, todo = self._todo(prompts, responses)
+        if todo:
+            mine, theirs = self.rm.score_both(other.rm, [p for p, _ in todo.values()], [r for _, r in todo.values()])
+            self.memo.update(zip(todo, mine))
+            other.memo.update(zip(todo, theirs))
 
 
 def score_pairs(rm, pairs: list[PreferencePair]) -> ScoredPairs:
@@ -123,6 +153,9 @@ def evaluate_reward_models(safety_rm, helpfulness_rm, dev_pairs: list[Preference
     """All RM figures for the report, and the plots (base64 PNG)."""
     safety_dev = [p for p in dev_pairs if p.is_safety]
     help_dev = [p for p in dev_pairs if not p.is_safety]
+    safety_rm, helpfulness_rm = MemoScorer(safety_rm), MemoScorer(helpfulness_rm)
+    safety_rm.fill_with(helpfulness_rm, [p.prompt for p in dev_pairs for _ in (0, 1)],
+                        [r for p in dev_pairs for r in (p.chosen, p.rejected)])
     table = {}
     # Both RMs on both of our dev sets (Table 8's layout); each RM on its own HH-RLHF test set only,
     # which halves the CPU cost of the long HH transcripts.

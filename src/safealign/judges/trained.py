@@ -150,7 +150,7 @@ RECIPES = {
         ("none", "full", "partial"), 4.0, "logo", "leave-one-source-model-out over the 5 XSTest models",
     ),
     "refusal": Recipe(
-        "refusal", 3, "refusal", L.load_xstest_completions, response_rule_features,
+        "refusal", 4, "refusal", L.load_xstest_completions, response_rule_features,
         ("none", "full", "partial"), 4.0, "logo", "leave-one-source-model-out over the 5 XSTest models",
         rules_override=True,
     ),

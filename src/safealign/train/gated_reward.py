@@ -178,7 +178,8 @@ class GatedReward:
     `components(...)` returns R_s, R_h and R_c per sample; calling the object returns R_c (probability
     scale, comparable across batches); `shaped(...)` returns R̃_c = WHITEN(LOGIT(R_c)) for training.
     With `lazy=True` the helpfulness RM scores only the samples the gate sends to it (non-safety prompts
-    with R_s ≥ threshold), which saves one RM forward pass on every safety prompt.
+    with R_s ≥ threshold), which saves one RM forward pass on every safety prompt. Two `RewardModel`s that
+    share their lower layers are scored together instead (`score_both`), every R_h included.
     """
 
     def __init__(self, safety_rm: Scorer, helpfulness_rm: Scorer, threshold: float = DEFAULT_THRESHOLD,
@@ -196,18 +197,28 @@ class GatedReward:
                              f"{len(prompts)}, {len(responses)}, {len(is_safety)}")
         if not prompts:
             return GatedScores([], [], [], [])
-        r_s = torch.tensor(_checked(self.safety_rm.score(list(prompts), list(responses)), "safety_rm",
-                                    len(prompts)), dtype=torch.float64)
         flags = torch.tensor([bool(s) for s in is_safety])
+        if self._shared_trunk():  # both in one pass: cheaper than the lazy split
+            s, h = self.safety_rm.score_both(self.helpfulness_rm, list(prompts), list(responses))
+            r_s = torch.tensor(_checked(s, "safety_rm", len(prompts)), dtype=torch.float64)
+            r_h = torch.tensor(_checked(h, "helpfulness_rm", len(prompts)), dtype=torch.float64)
+        else:
+            r_s = torch.tensor(_checked(self.safety_rm.score(list(prompts), list(responses)), "safety_rm",
+                                        len(prompts)), dtype=torch.float64)
+            r_h = torch.full_like(r_s, float("nan"))
         use_safety = flags | (r_s < self.threshold)
-        need = [i for i in range(len(prompts)) if not (self.lazy and use_safety[i])]
-        r_h = torch.full_like(r_s, float("nan"))
+        need = [i for i in range(len(prompts)) if torch.isnan(r_h[i]) and not (self.lazy and use_safety[i])]
         if need:
             scored = _checked(self.helpfulness_rm.score([prompts[i] for i in need], [responses[i] for i in need]),
                               "helpfulness_rm", len(need))
             r_h[need] = torch.tensor(scored, dtype=torch.float64)
         r_c = gate(r_s, torch.nan_to_num(r_h, nan=0.0), flags, self.threshold)
         return GatedScores(r_s.tolist(), r_h.tolist(), r_c.tolist(), use_safety.tolist())
+
+    def _shared_trunk(self) -> bool:
+        """True when the two RMs share their lower layers (`RewardModel.score_both` then runs that trunk once)."""
+        shared = getattr(self.safety_rm, "shared_layers", None)
+        return shared is not None and hasattr(self.safety_rm, "score_both") and shared(self.helpfulness_rm) > 0
 
     def __call__(self, prompts: Sequence[Any], responses: Sequence[str], is_safety: Sequence[bool]) -> list[float]:
         return self.components(prompts, responses, is_safety).gated

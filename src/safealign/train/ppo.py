@@ -117,6 +117,9 @@ class PPOStageConfig:
     """Stop when a rollout batch's mean sequence KL(π_θ‖π_0) (nats) exceeds this; None disables."""
     eval_every: int = 4
     """Held-out evaluation period in iterations (also run before the first); needs held-out prompts."""
+    heldout_temperature: float = 0.0
+    """Held-out decoding: 0 is greedy, as the evaluation decodes, so a held-out change comes from the policy alone;
+    above 0 it samples (one fixed draw per evaluation)."""
     patience: int = 2
     """Stop after this many held-out evaluations without a new best; the best policy is exported."""
     min_improvement: float = 0.0
@@ -129,6 +132,9 @@ class PPOStageConfig:
     """0: dropout would make π_θ differ between rollout and update at the same weights, biasing the ratio."""
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
                                                                      "gate_proj", "up_proj", "down_proj"])
+    lora_layers: int | None = None
+    """Adapters on the top N decoder layers of the policy and the value model (None: all); the backward pass
+    stops at the lowest adapted layer, as in SFT (`sft.lora_layers`)."""
     save_every: int = 2
     """Checkpoint period in iterations (needs a work_dir); a killed run resumes from the last checkpoint."""
     save_value_model: bool = False
@@ -150,6 +156,8 @@ class PPOStageConfig:
             raise SafealignError(f"ppo.whitening: expected batch or running, found {self.whitening!r}")
         if self.temperature <= 0:
             raise SafealignError(f"ppo.temperature must be > 0 (PPO samples), found {self.temperature}")
+        if self.heldout_temperature < 0:
+            raise SafealignError(f"ppo.heldout_temperature must be ≥ 0 (0: greedy), found {self.heldout_temperature}")
 
 
 # Fields that do not change the training trajectory, so a run may resume with them changed.
@@ -282,8 +290,11 @@ def load_value_model(spec: str | Path, device: str = "auto"):
 def _lora(model, cfg: PPOStageConfig, task_type: str):
     from peft import LoraConfig, get_peft_model
 
+    from safealign.train.sft import top_layers
+
     return get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                            target_modules=cfg.lora_target_modules, task_type=task_type))
+                                            target_modules=cfg.lora_target_modules, task_type=task_type,
+                                            layers_to_transform=top_layers(model, cfg.lora_layers)))
 
 
 def _trainable(model) -> dict[str, torch.Tensor]:
@@ -341,7 +352,8 @@ def _encode(tokenizer, conv: Conversation) -> list[int]:
 @torch.no_grad()
 def generate_rollout(policy, tokenizer, prompts: list[list[int]], cfg: PPOStageConfig, eos_ids: list[int],
                      temperature: float | None = None) -> Rollout:
-    """Sample one response per encoded prompt; keep tokens up to and including the first end-of-turn token."""
+    """Sample one response per encoded prompt (greedy at temperature 0); keep tokens up to and including the
+    first end-of-turn token."""
     device = next(policy.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
     temperature = cfg.temperature if temperature is None else temperature
@@ -355,9 +367,10 @@ def generate_rollout(policy, tokenizer, prompts: list[list[int]], cfg: PPOStageC
         for row, p in enumerate(chunk):
             ids[row, width - len(p):] = torch.tensor(p)
             am[row, width - len(p):] = 1
-        gen = policy.generate(input_ids=ids.to(device), attention_mask=am.to(device), do_sample=True,
-                              temperature=temperature, top_p=cfg.top_p, top_k=0, max_new_tokens=cfg.max_new_tokens,
-                              eos_token_id=eos_ids, pad_token_id=pad)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": cfg.top_p, "top_k": 0} \
+            if temperature > 0 else {"do_sample": False}
+        gen = policy.generate(input_ids=ids.to(device), attention_mask=am.to(device), **sampling,
+                              max_new_tokens=cfg.max_new_tokens, eos_token_id=eos_ids, pad_token_id=pad)
         for row in gen[:, width:].tolist():
             end = next((j + 1 for j, t in enumerate(row) if t in eos_ids), len(row))
             responses.append(row[:end] or [eos_ids[0]])
@@ -569,7 +582,7 @@ def train_ppo(policy_spec: str | Path | None, prompts: Sequence[Example | tuple[
 
     def evaluate_heldout() -> float:
         torch.manual_seed(cfg.seed + 7919)  # the same draw every evaluation: changes come from the policy
-        ro = generate_rollout(policy, tokenizer, [p for p, _, _ in held], cfg, eos_ids)
+        ro = generate_rollout(policy, tokenizer, [p for p, _, _ in held], cfg, eos_ids, cfg.heldout_temperature)
         scores = reward([c for _, c, _ in held], ro.texts, [f for _, _, f in held])
         return float(torch.tensor(list(scores), dtype=torch.float64).mean())
 

@@ -57,6 +57,8 @@ class RejectionSamplingConfig:
     """RS rounds; each samples from the previous round's model and fine-tunes on the pool of all rounds."""
     max_prompts: int | None = 64
     """Prompts per round (deterministic, stratified by is_safety); None: all. 64 × K=4 × 64 tokens ≈ 4 min on CPU."""
+    safety_share: float | None = None
+    """Share of safety prompts among `max_prompts` (None: the training data's share)."""
     finetune_from: str = "initial"
     """`initial`: each round fine-tunes the starting model on the pool (no repeated epochs on old answers);
     `latest`: continue from the previous round's model."""
@@ -75,6 +77,8 @@ class RejectionSamplingConfig:
     def __post_init__(self):
         if self.k < 1:
             raise SafealignError(f"rejection_sampling.k must be ≥ 1, found {self.k}")
+        if self.safety_share is not None and not 0.0 <= self.safety_share <= 1.0:
+            raise SafealignError(f"rejection_sampling.safety_share must be in [0, 1], found {self.safety_share}")
         if self.finetune_from not in ("initial", "latest"):
             raise SafealignError(f"rejection_sampling.finetune_from: expected initial or latest, "
                                  f"found {self.finetune_from!r}")
@@ -158,8 +162,10 @@ def plot_reward_vs_n(curves: dict[str, dict[str, list[float]]], path: str | Path
 
 # ---------------------------------------------------------------- sampling and pooling
 
-def select_prompts(examples: Sequence[Example], max_prompts: int | None, seed: int) -> list[Example]:
-    """A deterministic subset keeping the safety/benign proportion (by a hash of seed and id)."""
+def select_prompts(examples: Sequence[Example], max_prompts: int | None, seed: int,
+                   safety_share: float | None = None) -> list[Example]:
+    """A deterministic subset (by a hash of seed and id) with `safety_share` safety prompts, or the data's own
+    safety/benign proportion when None (as far as each class has prompts)."""
     if max_prompts is None or len(examples) <= max_prompts:
         return list(examples)
 
@@ -168,7 +174,8 @@ def select_prompts(examples: Sequence[Example], max_prompts: int | None, seed: i
 
     safety = sorted((e for e in examples if e.is_safety), key=key)
     benign = sorted((e for e in examples if not e.is_safety), key=key)
-    n_safety = round(max_prompts * len(safety) / len(examples))
+    share = len(safety) / len(examples) if safety_share is None else safety_share
+    n_safety = min(len(safety), max(max_prompts - len(benign), round(max_prompts * share)))
     chosen = {e.id for e in safety[:n_safety] + benign[:max_prompts - n_safety]}
     return [e for e in examples if e.id in chosen]
 
@@ -263,7 +270,7 @@ def run_rejection_sampling(model_spec: str | Path, prompts: Sequence[Example], r
         work_dir = tmp_work.name
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    chosen = select_prompts(prompts, cfg.max_prompts, cfg.seed)
+    chosen = select_prompts(prompts, cfg.max_prompts, cfg.seed, cfg.safety_share)
     if not chosen:
         raise SafealignError("rejection sampling: no prompts")
     by_id = {e.id: e for e in chosen}

@@ -238,7 +238,7 @@ def top_layers(model, n: int | None) -> list[int] | None:
         return None
     total = model.config.num_hidden_layers
     if not 1 <= n <= total:
-        raise ValueError(f"sft.lora_layers must be between 1 and {total} for this model, got {n}")
+        raise ValueError(f"lora_layers must be between 1 and {total} for this model, got {n}")
     return list(range(total - n, total))
 
 
