@@ -267,7 +267,7 @@ class RewardModel:
         self.model = AutoModelForSequenceClassification.from_pretrained(self.path, dtype=choose_dtype(self.device))
         self.model.to(self.device).eval()
         self.max_length, self.max_response_tokens, self.batch_size = max_length, max_response_tokens, batch_size
-        self._shared: dict[int, int] = {}
+        self._shared: dict[int, tuple[RewardModel, int]] = {}
 
     def _batches(self, prompts: list, responses: list[str]):
         """(row indices, input_ids, attention_mask) per batch, shortest first, right-padded as in training: the
@@ -302,10 +302,9 @@ class RewardModel:
     def shared_layers(self, other: RewardModel) -> int:
         """How many lower decoder layers (with the embeddings) `other` shares with this model, weight for weight;
         0 when the embeddings, tokenizers or shapes differ."""
-        key = id(other)
-        if key not in self._shared:
-            self._shared[key] = _shared_trunk(self, other)
-        return self._shared[key]
+        if id(other) not in self._shared:  # the entry holds `other`, so its id cannot be reused while cached
+            self._shared[id(other)] = (other, _shared_trunk(self, other))
+        return self._shared[id(other)][1]
 
     @torch.inference_mode()
     def raw_scores_both(self, other: RewardModel, prompts: list, responses: list[str]) -> tuple[list[float], list[float]]:
