@@ -46,8 +46,9 @@ class MemoScorer:
         return [self.memo[k] for k in keys]
 
     def fill_with(self, other: MemoScorer, prompts: list, responses: list[str]) -> None:
-        """Score with both RMs in one pass when they share a trunk (`RewardModel.score_both`); else nothing."""
-        if not (hasattr(self.rm, "score_both") and self.rm.shared_layers(other.rm)):
+        """Score with both RMs through `RewardModel.score_both` (one trunk pass when they share one, else one
+        after the other); scorers without it are left to score on demand."""
+        if not hasattr(self.rm, "score_both"):
             return
         _, todo = self._todo(prompts, responses)
         if todo:
