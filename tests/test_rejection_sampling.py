@@ -17,6 +17,7 @@ from safealign.train.rejection_sampling import (
     expected_max,
     expected_median,
     pool_best,
+    replay_examples,
     reward_vs_n,
     run_rejection_sampling,
     select_prompts,
@@ -96,6 +97,41 @@ def test_select_prompts_is_stratified_and_deterministic():
     assert len(picked) == 6 and sum(e.is_safety for e in picked) == 2  # all there are, benign fill the rest
 
 
+def test_replay_takes_demonstrations_of_other_prompts_stratified():
+    ex = _examples(10)
+    chosen = select_prompts(ex, 6, seed=0)
+    replay = replay_examples(ex, chosen, 4, seed=0)
+    assert len(replay) == 4 and sum(e.is_safety for e in replay) == 2
+    assert not {e.id for e in replay} & {e.id for e in chosen}  # one target per prompt
+    assert {e.response for e in replay} == {"No.", "Mix flour."}  # the demonstrations, not samples
+    assert all(e.source == "sft-replay" for e in replay)
+    assert replay_examples(ex, chosen, 0, seed=0) == []
+    assert len(replay_examples(ex, chosen, 100, seed=0)) == 14  # all the prompts left
+    assert sum(e.is_safety for e in replay_examples(ex, chosen, 4, seed=0, safety_share=0.75)) == 3
+
+
+def test_round_fine_tunes_on_pool_plus_replay(tiny_model_dir, tmp_path, monkeypatch):
+    import safealign.train.sft as sft
+
+    seen = []
+
+    def fake_train_sft(base, examples, out, cfg):
+        seen.append([(e.id, e.source) for e in examples])
+        out.mkdir(parents=True)
+        for f in tiny_model_dir.iterdir():
+            (out / f.name).write_bytes(f.read_bytes())
+        return {"examples": len(examples)}
+
+    monkeypatch.setattr(sft, "train_sft", fake_train_sft)
+    cfg = RejectionSamplingConfig(k=2, max_new_tokens=4, max_prompts=4, replay=2, device="cpu")
+    m = run_rejection_sampling(str(tiny_model_dir), _examples(), VowelReward(), tmp_path / "out", cfg)
+    (ids_sources,) = seen
+    replayed = [i for i, src in ids_sources if src == "sft-replay"]
+    sampled = [i for i, src in ids_sources if src == "rs-iter1"]
+    assert len(sampled) == 4 and len(replayed) == 2 and not set(sampled) & set(replayed)
+    assert (m["replay"], m["replay_safety"]) == (2, 1)
+
+
 class VowelReward:
     """A stand-in for GatedReward: R_c = share of vowels; counts its calls to show resumed rounds are skipped."""
 
@@ -140,3 +176,7 @@ def test_rejection_sampling_end_to_end_and_resume(tiny_model_dir, tmp_path):
 def test_config_is_checked():
     with pytest.raises(SafealignError, match="finetune_from"):
         RejectionSamplingConfig(finetune_from="best")
+    with pytest.raises(SafealignError, match="replay"):
+        RejectionSamplingConfig(replay=-1)
+    with pytest.raises(SafealignError, match="replay_safety_share"):
+        RejectionSamplingConfig(replay_safety_share=1.5)

@@ -6,7 +6,8 @@ One iteration, as in `run_rejection_sampling`:
     score      each with the reward (R_c, the gated reward on the probability scale)
     pool       best answer per prompt across *all* iterations so far (Llama 2 found that keeping only the
                last iteration's answers regressed: RLHF-V3 forgot how to rhyme)
-    fine-tune  through the SFT stage (`train_sft`) on the pooled best answers
+    fine-tune  through the SFT stage (`train_sft`) on the pooled best answers, plus `replay` of the SFT
+               demonstrations of other prompts (off by default)
 
 and, for Llama 2's Figure 7, the expected max and median reward of N samples for N = 1..K, computed
 exactly from the K scored samples with order statistics rather than by drawing one subset.
@@ -62,6 +63,12 @@ class RejectionSamplingConfig:
     finetune_from: str = "initial"
     """`initial`: each round fine-tunes the starting model on the pool (no repeated epochs on old answers);
     `latest`: continue from the previous round's model."""
+    replay: int = 0
+    """SFT demonstrations of prompts outside the round mixed into every round's fine-tune, to anchor what SFT
+    taught while the model learns from its own samples (0: none). On the embedded model 128 (half safety) cut
+    the RS model's dev violation 8 → 5 and false refusal 49 → 42 against none (README)."""
+    replay_safety_share: float | None = None
+    """Share of safety demonstrations among `replay` (None: the training data's share)."""
     min_response_chars: int = 1
     """Responses shorter than this never become the kept answer (an empty answer can score well on safety)."""
     min_safety: float | None = 0.5
@@ -77,8 +84,12 @@ class RejectionSamplingConfig:
     def __post_init__(self):
         if self.k < 1:
             raise SafealignError(f"rejection_sampling.k must be ≥ 1, found {self.k}")
-        if self.safety_share is not None and not 0.0 <= self.safety_share <= 1.0:
-            raise SafealignError(f"rejection_sampling.safety_share must be in [0, 1], found {self.safety_share}")
+        if self.replay < 0:
+            raise SafealignError(f"rejection_sampling.replay must be ≥ 0, found {self.replay}")
+        for name in ("safety_share", "replay_safety_share"):
+            share = getattr(self, name)
+            if share is not None and not 0.0 <= share <= 1.0:
+                raise SafealignError(f"rejection_sampling.{name} must be in [0, 1], found {share}")
         if self.finetune_from not in ("initial", "latest"):
             raise SafealignError(f"rejection_sampling.finetune_from: expected initial or latest, "
                                  f"found {self.finetune_from!r}")
@@ -243,6 +254,17 @@ def pool_examples(pool: dict[str, dict[str, Any]], by_id: dict[str, Example]) ->
             for pid, p in sorted(pool.items())]
 
 
+def replay_examples(examples: Sequence[Example], chosen: Sequence[Example], n: int, seed: int,
+                    safety_share: float | None = None) -> list[Example]:
+    """`n` SFT demonstrations of prompts not in `chosen` (a prompt sampled this round gets one target, its kept
+    answer), `safety_share` of them safety demonstrations as in `select_prompts`."""
+    if n == 0:
+        return []
+    taken = {e.id for e in chosen}
+    rest = [e for e in examples if e.id not in taken]
+    return [dataclasses.replace(e, source="sft-replay") for e in select_prompts(rest, n, seed, safety_share)]
+
+
 # ---------------------------------------------------------------- the stage
 
 def run_rejection_sampling(model_spec: str | Path, prompts: Sequence[Example], reward: RewardFn,
@@ -276,6 +298,7 @@ def run_rejection_sampling(model_spec: str | Path, prompts: Sequence[Example], r
     by_id = {e.id: e for e in chosen}
     if len(by_id) != len(chosen):
         raise SafealignError("rejection sampling: prompt ids must be unique")
+    replay = replay_examples(prompts, chosen, cfg.replay, cfg.seed, cfg.replay_safety_share)
     fingerprint = hashlib.sha256(json.dumps([asdict(cfg), sorted(by_id), str(model_spec)],
                                             sort_keys=True, default=str).encode()).hexdigest()[:16]
     make_generator = generator_factory or _transformers_generator(cfg.device)
@@ -285,7 +308,8 @@ def run_rejection_sampling(model_spec: str | Path, prompts: Sequence[Example], r
     curves: dict[str, dict[str, list[float]]] = {}
     rounds: list[dict[str, Any]] = []
     current = str(model_spec)
-    metrics: dict[str, Any] = {"prompts": len(chosen), "prompts_safety": sum(e.is_safety for e in chosen)}
+    metrics: dict[str, Any] = {"prompts": len(chosen), "prompts_safety": sum(e.is_safety for e in chosen),
+                               "replay": len(replay), "replay_safety": sum(e.is_safety for e in replay)}
     if heldout:
         metrics["heldout_reward_before"] = heldout_reward(make_generator(current), heldout, reward, cfg)
     for it in range(1, cfg.iterations + 1):
@@ -309,7 +333,7 @@ def run_rejection_sampling(model_spec: str | Path, prompts: Sequence[Example], r
             with atomic_path(it_dir) as tmp:
                 tmp.mkdir(parents=True)
                 write_jsonl(tmp / "samples.jsonl", rows)
-                sft_metrics = train_sft(base, examples, tmp / "model", sft_cfg)
+                sft_metrics = train_sft(base, examples + replay, tmp / "model", sft_cfg)
                 summary = {"sample_seconds": t_sample, "sft": sft_metrics}
                 write_json(tmp / "round.json", {"fingerprint": fingerprint, "summary": summary})
         pool = pool_best(pool, rows, cfg.min_response_chars, cfg.min_safety)
