@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import shutil
 import statistics
 
 import pytest
@@ -117,9 +118,7 @@ def test_round_fine_tunes_on_pool_plus_replay(tiny_model_dir, tmp_path, monkeypa
 
     def fake_train_sft(base, examples, out, cfg):
         seen.append([(e.id, e.source) for e in examples])
-        out.mkdir(parents=True)
-        for f in tiny_model_dir.iterdir():
-            (out / f.name).write_bytes(f.read_bytes())
+        shutil.copytree(tiny_model_dir, out)
         return {"examples": len(examples)}
 
     monkeypatch.setattr(sft, "train_sft", fake_train_sft)

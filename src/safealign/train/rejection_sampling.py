@@ -258,8 +258,6 @@ def replay_examples(examples: Sequence[Example], chosen: Sequence[Example], n: i
                     safety_share: float | None = None) -> list[Example]:
     """`n` SFT demonstrations of prompts not in `chosen` (a prompt sampled this round gets one target, its kept
     answer), `safety_share` of them safety demonstrations as in `select_prompts`."""
-    if n == 0:
-        return []
     taken = {e.id for e in chosen}
     rest = [e for e in examples if e.id not in taken]
     return [dataclasses.replace(e, source="sft-replay") for e in select_prompts(rest, n, seed, safety_share)]
@@ -299,8 +297,8 @@ def run_rejection_sampling(model_spec: str | Path, prompts: Sequence[Example], r
     if len(by_id) != len(chosen):
         raise SafealignError("rejection sampling: prompt ids must be unique")
     replay = replay_examples(prompts, chosen, cfg.replay, cfg.seed, cfg.replay_safety_share)
-    fingerprint = hashlib.sha256(json.dumps([asdict(cfg), sorted(by_id), str(model_spec)],
-                                            sort_keys=True, default=str).encode()).hexdigest()[:16]
+    inputs = [asdict(cfg), sorted(by_id), sorted(e.id for e in replay), str(model_spec)]
+    fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
     make_generator = generator_factory or _transformers_generator(cfg.device)
     sft_cfg = dataclasses.replace(cfg.sft, seed=cfg.seed, device=cfg.device)
 
