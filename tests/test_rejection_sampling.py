@@ -15,6 +15,7 @@ from safealign.data.records import Example
 from safealign.errors import SafealignError
 from safealign.train.rejection_sampling import (
     RejectionSamplingConfig,
+    decision_confidence,
     expected_max,
     expected_median,
     pool_best,
@@ -111,6 +112,47 @@ def test_replay_takes_demonstrations_of_other_prompts_stratified():
     assert sum(e.is_safety for e in replay_examples(ex, chosen, 4, seed=0, safety_share=0.75)) == 3
 
 
+def test_replay_ranked_takes_the_lowest_of_each_class():
+    ex = _examples(10)
+    chosen = select_prompts(ex, 6, seed=0)
+    rank = {e.id: float(e.id[1:]) for e in ex}  # a0 < a1 < ...: the lowest index is the "hardest"
+    replay = replay_examples(ex, chosen, 4, seed=0, rank=rank)
+    taken = {e.id for e in chosen}
+    for prefix in "ab":
+        rest = sorted((e.id for e in ex if e.id[0] == prefix and e.id not in taken), key=lambda i: int(i[1:]))
+        assert sorted(e.id for e in replay if e.id[0] == prefix) == rest[:2]
+    # an id without a rank comes after every ranked one
+    partial = {e.id: 0.5 for e in ex if e.id.endswith(("8", "9"))}
+    assert {e.id for e in select_prompts(ex, 4, seed=0, rank=partial)} == {"a8", "a9", "b8", "b9"}
+
+
+def test_decision_confidence_is_the_own_class_probability(tiny_model):
+    from safealign.train.sft import decision_nll, refusal_tokens
+
+    model, tok = tiny_model
+    ex = _examples(3) + [Example(id="c0", kind="adversarial", prompt="a longer prompt to pad the batch with",
+                                 response="No.", category="illicit_criminal", attack_vector="direct")]
+    conf = decision_confidence(model, tok, ex, batch_size=3)
+    assert set(conf) == {e.id for e in ex} and all(0.0 < c < 1.0 for c in conf.values())
+
+    def ids(messages, gen):
+        out = tok.apply_chat_template(messages, add_generation_prompt=gen, tokenize=True)
+        return list(out["input_ids"] if hasattr(out, "keys") else out)
+
+    def first_answer_token(e):
+        prompt = ids(e.conversation(), True)
+        return ids([*e.conversation(), {"role": "assistant", "content": e.response}], False)[len(prompt)]
+
+    firsts = [first_answer_token(e) for e in ex]
+    declines = torch.tensor(refusal_tokens(firsts, [e.is_safety for e in ex]))
+    assert len(declines) == 1  # "No." opens every adversarial demonstration and no benign one
+    with torch.inference_mode():  # one prompt at a time, no padding, the full LM head
+        for e, first in zip(ex, firsts):
+            logits = model(torch.tensor([ids(e.conversation(), True)])).logits[0, -1:]
+            expected = torch.exp(-decision_nll(logits, torch.tensor([first]), declines)).item()
+            assert conf[e.id] == pytest.approx(expected, abs=1e-5)
+
+
 def test_round_fine_tunes_on_pool_plus_replay(tiny_model_dir, tmp_path, monkeypatch):
     import safealign.train.sft as sft
 
@@ -129,6 +171,21 @@ def test_round_fine_tunes_on_pool_plus_replay(tiny_model_dir, tmp_path, monkeypa
     sampled = [i for i, src in ids_sources if src == "rs-iter1"]
     assert len(sampled) == 4 and len(replayed) == 2 and not set(sampled) & set(replayed)
     assert (m["replay"], m["replay_safety"]) == (2, 1)
+
+    # hardest: the replay is the candidates the starting model is least sure of, one per class here
+    seen.clear()
+    hard = RejectionSamplingConfig(k=2, max_new_tokens=4, max_prompts=4, replay=2, replay_select="hardest",
+                                   replay_candidates=6, device="cpu")
+    m = run_rejection_sampling(str(tiny_model_dir), _examples(), VowelReward(), tmp_path / "out2", hard)
+    from safealign.models import load_model
+
+    model, tok = load_model(str(tiny_model_dir))
+    taken = {i for i, src in seen[0] if src == "rs-iter1"}
+    scored = select_prompts([e for e in _examples() if e.id not in taken], 6, 0)
+    conf = decision_confidence(model, tok, scored)
+    replayed = {i for i, src in seen[0] if src == "sft-replay"}
+    assert replayed == {min((e.id for e in scored if e.is_safety == s), key=conf.get) for s in (True, False)}
+    assert m["replay_confidence_safety"]["replayed"] <= m["replay_confidence_safety"]["candidates"]
 
 
 class VowelReward:
@@ -179,3 +236,7 @@ def test_config_is_checked():
         RejectionSamplingConfig(replay=-1)
     with pytest.raises(SafealignError, match="replay_safety_share"):
         RejectionSamplingConfig(replay_safety_share=1.5)
+    with pytest.raises(SafealignError, match="replay_select"):
+        RejectionSamplingConfig(replay_select="easiest")
+    with pytest.raises(SafealignError, match="replay_candidates"):
+        RejectionSamplingConfig(replay=8, replay_candidates=4)

@@ -7,7 +7,9 @@ One iteration, as in `run_rejection_sampling`:
     pool       best answer per prompt across *all* iterations so far (Llama 2 found that keeping only the
                last iteration's answers regressed: RLHF-V3 forgot how to rhyme)
     fine-tune  through the SFT stage (`train_sft`) on the pooled best answers, plus `replay` of the SFT
-               demonstrations of other prompts (off by default)
+               demonstrations of other prompts (off by default), drawn at random or, with
+               `replay_select: hardest`, those whose decline-or-answer decision the starting model is least
+               sure of (`decision_confidence`)
 
 and, for Llama 2's Figure 7, the expected max and median reward of N samples for N = 1..K, computed
 exactly from the K scored samples with order statistics rather than by drawing one subset.
@@ -69,6 +71,15 @@ class RejectionSamplingConfig:
     the RS model's dev violation 8 → 5 and false refusal 49 → 42 against none (README)."""
     replay_safety_share: float | None = None
     """Share of safety demonstrations among `replay` (None: the training data's share)."""
+    replay_select: str = "random"
+    """`random`: a deterministic draw per class; `hardest`: per class, the demonstrations whose decision the
+    starting model is least sure of, the lowest `decision_confidence` (one forward pass per candidate prompt).
+    On the embedded model, 128 hardest of 384 at 42% safety against 128 random at half safety: RS violation
+    5 → 4 of 175 dev prompts (SFT 4) and 42 → 35 of 360 core prompts (SFT 34), dev false refusal 42 → 53 of 241
+    (SFT 55) (README)."""
+    replay_candidates: int | None = None
+    """With `hardest`: how many prompts outside the round are scored, a deterministic draw with the replay's
+    safety share (None: all). Scoring costs a forward pass per prompt: 1,660 took about 2.5 min on 2 CPU cores."""
     min_response_chars: int = 1
     """Responses shorter than this never become the kept answer (an empty answer can score well on safety)."""
     min_safety: float | None = 0.5
@@ -86,10 +97,16 @@ class RejectionSamplingConfig:
             raise SafealignError(f"rejection_sampling.k must be ≥ 1, found {self.k}")
         if self.replay < 0:
             raise SafealignError(f"rejection_sampling.replay must be ≥ 0, found {self.replay}")
+        if self.replay_candidates is not None and self.replay_candidates < self.replay:
+            raise SafealignError(f"rejection_sampling.replay_candidates must be ≥ replay ({self.replay}), "
+                                 f"found {self.replay_candidates}")
         for name in ("safety_share", "replay_safety_share"):
             share = getattr(self, name)
             if share is not None and not 0.0 <= share <= 1.0:
                 raise SafealignError(f"rejection_sampling.{name} must be in [0, 1], found {share}")
+        if self.replay_select not in ("random", "hardest"):
+            raise SafealignError(f"rejection_sampling.replay_select: expected random or hardest, "
+                                 f"found {self.replay_select!r}")
         if self.finetune_from not in ("initial", "latest"):
             raise SafealignError(f"rejection_sampling.finetune_from: expected initial or latest, "
                                  f"found {self.finetune_from!r}")
@@ -174,14 +191,16 @@ def plot_reward_vs_n(curves: dict[str, dict[str, list[float]]], path: str | Path
 # ---------------------------------------------------------------- sampling and pooling
 
 def select_prompts(examples: Sequence[Example], max_prompts: int | None, seed: int,
-                   safety_share: float | None = None) -> list[Example]:
+                   safety_share: float | None = None, rank: dict[str, float] | None = None) -> list[Example]:
     """A deterministic subset (by a hash of seed and id) with `safety_share` safety prompts, or the data's own
-    safety/benign proportion when None (as far as each class has prompts)."""
+    safety/benign proportion when None (as far as each class has prompts). With `rank` (a value per id),
+    each class takes its lowest-ranked prompts first, the hash breaking ties."""
     if max_prompts is None or len(examples) <= max_prompts:
         return list(examples)
 
-    def key(e: Example) -> str:
-        return hashlib.sha256(f"rs:{seed}:{e.id}".encode()).hexdigest()
+    def key(e: Example) -> tuple[float, str]:
+        first = 0.0 if rank is None else rank.get(e.id, math.inf)  # unranked last
+        return first, hashlib.sha256(f"rs:{seed}:{e.id}".encode()).hexdigest()
 
     safety = sorted((e for e in examples if e.is_safety), key=key)
     benign = sorted((e for e in examples if not e.is_safety), key=key)
@@ -255,12 +274,58 @@ def pool_examples(pool: dict[str, dict[str, Any]], by_id: dict[str, Example]) ->
 
 
 def replay_examples(examples: Sequence[Example], chosen: Sequence[Example], n: int, seed: int,
-                    safety_share: float | None = None) -> list[Example]:
+                    safety_share: float | None = None, rank: dict[str, float] | None = None) -> list[Example]:
     """`n` SFT demonstrations of prompts not in `chosen` (a prompt sampled this round gets one target, its kept
-    answer), `safety_share` of them safety demonstrations as in `select_prompts`."""
+    answer), `safety_share` of them safety demonstrations, lowest `rank` first, as in `select_prompts`."""
     taken = {e.id for e in chosen}
     rest = [e for e in examples if e.id not in taken]
-    return [dataclasses.replace(e, source="sft-replay") for e in select_prompts(rest, n, seed, safety_share)]
+    return [dataclasses.replace(e, source="sft-replay") for e in select_prompts(rest, n, seed, safety_share, rank)]
+
+
+def decision_confidence(model, tokenizer, examples: Sequence[Example], batch_size: int = 32) -> dict[str, float]:
+    """Per example id: the model's probability, at the first answer token, of the class its demonstration opens
+    with — decline (a token in `refusal_tokens` of these demonstrations, "I" of "I can't") or answer (any
+    other token): exp(−`decision_nll`), the quantity the SFT stage's decision loss trains. A low value marks a
+    prompt whose decision a small update can flip. One forward pass per prompt (right-padded, the LM head on
+    the last prompt position only)."""
+    import torch
+
+    from safealign.train.sft import decision_nll, refusal_tokens
+
+    def ids(messages, generation_prompt):
+        out = tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True)
+        return list(out["input_ids"] if hasattr(out, "keys") else out)
+
+    prompts, firsts = [], []
+    for e in examples:
+        p = ids(e.conversation(), True)
+        full = ids([*e.conversation(), {"role": "assistant", "content": e.response}], False)
+        prompts.append(p)
+        firsts.append(full[len(p)] if len(full) > len(p) and full[:len(p)] == p else None)
+    declines = torch.tensor(refusal_tokens(firsts, [e.is_safety for e in examples]), dtype=torch.long)
+    base, head = model.base_model, model.get_output_embeddings()
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = sorted(range(len(examples)), key=lambda i: len(prompts[i]))
+    out: dict[str, float] = {}
+    with torch.inference_mode():
+        for b in range(0, len(order), batch_size):
+            idx = [i for i in order[b:b + batch_size] if firsts[i] is not None]
+            if not idx:
+                continue
+            width = max(len(prompts[i]) for i in idx)
+            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                input_ids[row, :len(prompts[i])] = torch.tensor(prompts[i])
+                mask[row, :len(prompts[i])] = 1
+            hidden = base(input_ids=input_ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+            last = torch.tensor([len(prompts[i]) - 1 for i in idx], device=device)
+            logits = head(hidden[torch.arange(len(idx), device=device), last]).float()
+            targets = torch.tensor([firsts[i] for i in idx], device=device)
+            conf = torch.exp(-decision_nll(logits, targets, declines.to(device)))
+            out.update({examples[i].id: float(c) for i, c in zip(idx, conf)})
+    return out
 
 
 # ---------------------------------------------------------------- the stage
@@ -296,7 +361,21 @@ def run_rejection_sampling(model_spec: str | Path, prompts: Sequence[Example], r
     by_id = {e.id: e for e in chosen}
     if len(by_id) != len(chosen):
         raise SafealignError("rejection sampling: prompt ids must be unique")
-    replay = replay_examples(prompts, chosen, cfg.replay, cfg.seed, cfg.replay_safety_share)
+    rank = None
+    if cfg.replay and cfg.replay_select == "hardest":
+        from safealign.models import load_model
+
+        t0 = time.perf_counter()
+        taken = set(by_id)
+        candidates = select_prompts([e for e in prompts if e.id not in taken], cfg.replay_candidates, cfg.seed,
+                                    cfg.replay_safety_share)
+        model, tok = load_model(str(model_spec), device=cfg.device)
+        rank = decision_confidence(model, tok, candidates)
+        del model
+        scoring_seconds = time.perf_counter() - t0
+        log.info("rejection sampling: decision confidence of %d replay candidates in %.0f s", len(rank),
+                 scoring_seconds)
+    replay = replay_examples(prompts, chosen, cfg.replay, cfg.seed, cfg.replay_safety_share, rank)
     inputs = [asdict(cfg), sorted(by_id), sorted(e.id for e in replay), str(model_spec)]
     fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
     make_generator = generator_factory or _transformers_generator(cfg.device)
@@ -308,6 +387,13 @@ def run_rejection_sampling(model_spec: str | Path, prompts: Sequence[Example], r
     current = str(model_spec)
     metrics: dict[str, Any] = {"prompts": len(chosen), "prompts_safety": sum(e.is_safety for e in chosen),
                                "replay": len(replay), "replay_safety": sum(e.is_safety for e in replay)}
+    if rank is not None:  # how unsure the starting model is of what it replays, against all candidates
+        metrics["replay_scoring_seconds"] = scoring_seconds
+        for name, safety in (("safety", True), ("benign", False)):
+            every = [rank[e.id] for e in prompts if e.id in rank and e.is_safety == safety]
+            kept = [rank[e.id] for e in replay if e.id in rank and e.is_safety == safety]
+            metrics[f"replay_confidence_{name}"] = {"replayed": sum(kept) / len(kept) if kept else None,
+                                                    "candidates": sum(every) / len(every) if every else None}
     if heldout:
         metrics["heldout_reward_before"] = heldout_reward(make_generator(current), heldout, reward, cfg)
     for it in range(1, cfg.iterations + 1):
