@@ -290,6 +290,7 @@ def decision_confidence(model, tokenizer, examples: Sequence[Example], batch_siz
     the last prompt position only)."""
     import torch
 
+    from safealign.train.reward_model import right_padded_batches
     from safealign.train.sft import decision_nll, refusal_tokens
 
     def ids(messages, generation_prompt):
@@ -306,19 +307,11 @@ def decision_confidence(model, tokenizer, examples: Sequence[Example], batch_siz
     base, head = model.base_model, model.get_output_embeddings()
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    order = sorted(range(len(examples)), key=lambda i: len(prompts[i]))
+    scored = [i for i in range(len(examples)) if firsts[i] is not None]
     out: dict[str, float] = {}
     with torch.inference_mode():
-        for b in range(0, len(order), batch_size):
-            idx = [i for i in order[b:b + batch_size] if firsts[i] is not None]
-            if not idx:
-                continue
-            width = max(len(prompts[i]) for i in idx)
-            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                input_ids[row, :len(prompts[i])] = torch.tensor(prompts[i])
-                mask[row, :len(prompts[i])] = 1
+        for rows, input_ids, mask in right_padded_batches([prompts[i] for i in scored], batch_size, pad):
+            idx = [scored[r] for r in rows]
             hidden = base(input_ids=input_ids.to(device), attention_mask=mask.to(device)).last_hidden_state
             last = torch.tensor([len(prompts[i]) - 1 for i in idx], device=device)
             logits = head(hidden[torch.arange(len(idx), device=device), last]).float()

@@ -26,6 +26,21 @@ from safealign.io import atomic_path
 from safealign.models.loading import choose_device, choose_dtype, ensure_chat_template, resolve_model_path
 
 
+def right_padded_batches(seqs: list[list[int]], batch_size: int, pad: int):
+    """(indices, input_ids, attention_mask) per batch of token sequences, shortest first, right-padded: each
+    row's last real token is at `len(seqs[i]) - 1`."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        width = max(len(seqs[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            ids[row, :len(seqs[i])] = torch.tensor(seqs[i])
+            mask[row, :len(seqs[i])] = 1
+        yield idx, ids, mask
+
+
 @dataclass
 class RewardModelConfig:
     margin: str = "small"
@@ -275,16 +290,7 @@ class RewardModel:
         convs = [[{"role": "user", "content": p}] if isinstance(p, str) else list(p) for p in prompts]
         encoded = [encode_pair_side(self.tokenizer, c, r, self.max_length, self.max_response_tokens)
                    for c, r in zip(convs, responses)]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        pad = self.tokenizer.pad_token_id
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            width = max(len(encoded[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                ids[row, :len(encoded[i])] = torch.tensor(encoded[i])
-                mask[row, :len(encoded[i])] = 1
+        for idx, ids, mask in right_padded_batches(encoded, self.batch_size, self.tokenizer.pad_token_id):
             yield idx, ids.to(self.device), mask.to(self.device)
 
     @torch.inference_mode()
