@@ -16,6 +16,7 @@ from safealign.train.gated_reward import (
     logit,
     shape_reward,
     whiten,
+    whiten_by_group,
 )
 
 
@@ -44,6 +45,15 @@ def test_whiten_hand_worked():
     assert whiten(t(5.0)).tolist() == [0.0]  # population variance: a batch of one is 0, not NaN
     x, m = t(1, 2, 3, 100), torch.tensor([1, 1, 1, 0])
     assert whiten(x, m).tolist() == pytest.approx([-1.224744, 0.0, 1.224744, 0.0], abs=1e-6)
+
+
+def test_whiten_by_group_hand_worked():
+    # each class whitened alone: the benign answers' low RM scale no longer reads as a bad answer
+    x, groups = t(1, 3, 10, 20, 7), torch.tensor([False, False, True, True, False])
+    assert whiten_by_group(x, groups).tolist() == pytest.approx([-1.069045, -0.267261, -1, 1, 1.336306], abs=1e-6)
+    assert whiten_by_group(t(1, 3, 10), torch.tensor([0, 0, 1])).tolist() == pytest.approx([-1, 1, 0], abs=1e-6)
+    same = torch.tensor([1, 1, 1, 1, 1])
+    assert whiten_by_group(x, same).tolist() == pytest.approx(whiten(x).tolist())
 
 
 def test_gated_reward_end_to_end_hand_worked():

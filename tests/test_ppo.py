@@ -78,6 +78,8 @@ def test_clipped_value_loss_hand_worked():
 def test_config_checks_batch_divisibility():
     with pytest.raises(SafealignError, match="multiple"):
         PPOStageConfig(batch_size=10, mini_batch_size=4)
+    with pytest.raises(SafealignError, match="whitening"):
+        PPOStageConfig(whitening="prompt")
 
 
 # ---- training on tiny models ----
@@ -128,6 +130,34 @@ def test_ppo_raises_a_synthetic_reward(tmp_path):
     exported, _ = load_model(str(tmp_path / "out" / "model"))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["log.csv", "metrics.json", "model"]
     assert exported.config.vocab_size == len(tok)
+
+
+def test_class_whitening_ignores_a_per_class_reward_offset(tmp_path):
+    """With `whitening: class`, adding a constant to every safety prompt's reward changes nothing."""
+    def shifted(prompts, responses, is_safety):
+        return [r + 10.0 * bool(s) for r, s in zip(vowel_reward(prompts, responses, is_safety), is_safety)]
+
+    runs = {}
+    for name, fn in (("plain", vowel_reward), ("shifted", shifted)):
+        policy, tok, value = _models()
+        train_ppo(None, PROMPTS, fn, tmp_path / name, _cfg(steps=2, whitening="class"), policy=policy,
+                  tokenizer=tok, value_model=value)
+        runs[name] = [float(r[k]) for r in _log(tmp_path / name / "log.csv")
+                      for k in ("policy_loss", "value_loss", "kl")]
+    assert runs["plain"] == pytest.approx(runs["shifted"], rel=1e-5, abs=1e-7)
+    assert runs["plain"][-1] != 0.0  # the first update moved the policy (KL at step 2), identically in both runs
+
+
+def test_lora_run_does_not_depend_on_earlier_random_draws(tmp_path):
+    """In the pipeline PPO follows other stages in the same process: their draws must not change its run."""
+    rows = []
+    for name, draws in (("a", 0), ("b", 1000)):
+        policy, tok, value = _models()
+        torch.rand(draws)
+        train_ppo(None, PROMPTS, vowel_reward, tmp_path / name, _cfg(steps=2, lora=True), policy=policy,
+                  tokenizer=tok, value_model=value)
+        rows.append([{k: v for k, v in r.items() if k != "seconds"} for r in _log(tmp_path / name / "log.csv")])
+    assert rows[0] == rows[1]
 
 
 class Killed(Exception):

@@ -3,7 +3,8 @@
 One PPO iteration, read top to bottom in `train_ppo`:
 
     rollout   sample one response per prompt from π_θ (batch_size prompts, temperature T)
-    score     raw reward (R_c for the gated reward) → shaped R̃_c = WHITEN(LOGIT(R_c))
+    score     raw reward (R_c for the gated reward) → shaped R̃_c = WHITEN(LOGIT(R_c)), WHITEN over the batch
+              (Llama 2), over all batches so far, or over each prompt class apart (`whitening`)
     penalise  r_t = −β·(log π_θ − log π_0)(a_t|s_t) + [t = T]·R̃_c            (Eq. 4, per token)
     GAE       δ_t = r_t + γV(s_{t+1}) − V(s_t),  Â_t = Σ_l (γλ)^l δ_{t+l},  returns = Â + V
     update    ppo_epochs × mini-batches: clipped policy objective, clipped value loss, one AdamW step
@@ -44,6 +45,7 @@ from safealign.train.gated_reward import (
     kl_penalized_rewards,
     logit,
     whiten,
+    whiten_by_group,
 )
 
 log = logging.getLogger(__name__)
@@ -104,7 +106,8 @@ class PPOStageConfig:
     reward_shaping: str = "logit_whiten"
     """How raw rewards become the scalar score: `logit_whiten` (Llama 2, for σ-scores in [0, 1]), `whiten`, `none`."""
     whitening: str = "batch"
-    """Statistics for WHITEN: `batch` (per rollout batch, default) or `running` (all batches so far)."""
+    """Statistics for WHITEN: `batch` (per rollout batch, default), `running` (all batches so far) or `class`
+    (per rollout batch, safety and other prompts apart: the two reward models score on different scales)."""
     temperature: float = 1.0
     """Rollout sampling temperature; log-probs use the same temperature so the ratio is on-policy (paper: not given)."""
     top_p: float = 1.0
@@ -152,8 +155,8 @@ class PPOStageConfig:
         if self.reward_shaping not in ("logit_whiten", "whiten", "none"):
             raise SafealignError(f"ppo.reward_shaping: expected logit_whiten, whiten or none, found "
                                  f"{self.reward_shaping!r}")
-        if self.whitening not in ("batch", "running"):
-            raise SafealignError(f"ppo.whitening: expected batch or running, found {self.whitening!r}")
+        if self.whitening not in ("batch", "running", "class"):
+            raise SafealignError(f"ppo.whitening: expected batch, running or class, found {self.whitening!r}")
         if self.temperature <= 0:
             raise SafealignError(f"ppo.temperature must be > 0 (PPO samples), found {self.temperature}")
         if self.heldout_temperature < 0:
@@ -531,6 +534,7 @@ def train_ppo(policy_spec: str | Path | None, prompts: Sequence[Example | tuple[
     _disable_dropout(value_model)
     reference = None
     if cfg.lora:
+        torch.manual_seed(cfg.seed)  # LoRA's A matrices: the same run whatever this process drew before
         policy, value_model = _lora(policy, cfg, "CAUSAL_LM"), _lora(value_model, cfg, "SEQ_CLS")
     else:
         reference = copy.deepcopy(policy).eval().requires_grad_(False)
@@ -616,7 +620,12 @@ def train_ppo(policy_spec: str | Path | None, prompts: Sequence[Example | tuple[
                                  "expected one finite number each")
         score = logit(raw) if cfg.reward_shaping == "logit_whiten" else raw
         if cfg.reward_shaping != "none":
-            score = whitener(score) if whitener is not None else whiten(score)
+            if whitener is not None:
+                score = whitener(score)
+            elif cfg.whitening == "class":
+                score = whiten_by_group(score, torch.tensor(flags))
+            else:
+                score = whiten(score)
         score = score.float().to(device)
         policy.eval()
         value_model.eval()
